@@ -1,0 +1,9 @@
+//go:build !linux
+
+package mounts
+
+func mountShm(string, int64, string) error { return ErrNotSupported }
+
+func unmountAndRemove(string) error { return ErrNotSupported }
+
+func isMountPoint(string) (bool, error) { return false, ErrNotSupported }
