@@ -10,7 +10,7 @@ ifeq ($(shell id -u),0)
 export PODSMITH_REQUIRE_ROOT := 1
 endif
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
-MODULES := . $(wildcard examples)
+MODULES := . $(patsubst %/go.mod,%,$(wildcard examples/go.mod))
 
 .PHONY: test deps lint fmt vet staticcheck unit demo bench clean
 
