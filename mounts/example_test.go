@@ -30,6 +30,6 @@ func ExampleMountShm() {
 		fmt.Println(err)
 		return
 	}
-	defer mounts.UnmountShm("/run/podsmith/sandboxes/0123/shm")
+	defer mounts.Unmount("/run/podsmith/sandboxes/0123/shm")
 	fmt.Println("mounted", size, "bytes")
 }

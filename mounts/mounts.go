@@ -93,9 +93,17 @@ func MountShm(path string, opts ShmOptions) (int64, error) {
 	return size, nil
 }
 
-// UnmountShm lazily unmounts whatever is mounted on path and removes the
-// directory. A path that is not mounted, or does not exist, is success.
-func UnmountShm(path string) error { return unmountAndRemove(path) }
+// Unmount lazily unmounts whatever is mounted on path (peeling stacked
+// mounts) and removes the directory: the undo of MountShm and of
+// BindReadOnly. A path that is not mounted, or does not exist, is success.
+func Unmount(path string) error { return unmountAndRemove(path) }
+
+// BindReadOnly makes the directory dst (its parent must exist) and
+// bind-mounts the directory src on it read-only, nosuid and nodev (not
+// noexec: it is meant for the shared pause rootfs, whose binary must run).
+// On failure it undoes what it did. It refuses a dst that is already a
+// mount point.
+func BindReadOnly(src, dst string) error { return bindReadOnly(src, dst) }
 
 // IsMountPoint reports whether path is a mount point (including a bind
 // mount of a file, such as a netns pin). A missing path is not a mount

@@ -18,20 +18,29 @@ const shmFlags = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
 // maxUnmounts bounds the loop that peels stacked mounts off a path.
 const maxUnmounts = 16
 
-func mountShm(path string, size int64, mountLabel string) error {
-	created := true
-	if err := os.Mkdir(path, 0o700); err != nil {
+// mountPointDir makes the directory path for a mount (an existing one that
+// is not a mount point will do) and reports whether it made it.
+func mountPointDir(what, path string, mode os.FileMode) (created bool, err error) {
+	if err := os.Mkdir(path, mode); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("mounts: shm: %w", err)
+			return false, fmt.Errorf("mounts: %s: %w", what, err)
 		}
-		created = false
 		mounted, err := isMountPoint(path)
 		if err != nil {
-			return fmt.Errorf("mounts: shm: %w", err)
+			return false, fmt.Errorf("mounts: %s: %w", what, err)
 		}
 		if mounted {
-			return fmt.Errorf("mounts: shm: %s is already a mount point: %w", path, fs.ErrExist)
+			return false, fmt.Errorf("mounts: %s: %s is already a mount point: %w", what, path, fs.ErrExist)
 		}
+		return false, nil
+	}
+	return true, nil
+}
+
+func mountShm(path string, size int64, mountLabel string) error {
+	created, err := mountPointDir("shm", path, 0o700)
+	if err != nil {
+		return err
 	}
 	data := label.FormatMountLabel("mode=1777,size="+strconv.FormatInt(size, 10), mountLabel)
 	if err := unix.Mount("shm", path, "tmpfs", shmFlags, data); err != nil {
@@ -39,6 +48,30 @@ func mountShm(path string, size int64, mountLabel string) error {
 			_ = os.Remove(path)
 		}
 		return fmt.Errorf("mounts: shm: mount tmpfs on %s (%s): %w", path, data, err)
+	}
+	return nil
+}
+
+// bindFlags are the flags of the read-only remount of a bind.
+const bindFlags = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
+
+func bindReadOnly(src, dst string) error {
+	created, err := mountPointDir("bind", dst, 0o755)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		if created {
+			_ = os.Remove(dst)
+		}
+		return fmt.Errorf("mounts: bind %s on %s: %w", src, dst, err)
+	}
+	if err := remount(dst); err != nil {
+		_ = unix.Unmount(dst, unix.MNT_DETACH)
+		if created {
+			_ = os.Remove(dst)
+		}
+		return fmt.Errorf("mounts: remount %s read-only: %w", dst, err)
 	}
 	return nil
 }
@@ -70,3 +103,6 @@ func isMountPoint(path string) (bool, error) {
 	}
 	return mounted, err
 }
+
+// remount makes a bind read-only; a variable so tests can make it fail.
+var remount = func(dst string) error { return unix.Mount("", dst, "", bindFlags, "") }

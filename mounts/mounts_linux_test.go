@@ -40,7 +40,7 @@ func TestMountShm(t *testing.T) {
 	shm := filepath.Join(root, "shm")
 	size, err := MountShm(shm, ShmOptions{Size: 1 << 20})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = UnmountShm(shm) })
+	t.Cleanup(func() { _ = Unmount(shm) })
 	assert.Equal(t, int64(1<<20), size)
 
 	m := mountEntry(t, shm)
@@ -72,9 +72,9 @@ func TestMountShm(t *testing.T) {
 	require.ErrorIs(t, err, unix.ENOSPC)
 	require.NoError(t, f.Close())
 
-	require.NoError(t, UnmountShm(shm))
+	require.NoError(t, Unmount(shm))
 	assert.NoDirExists(t, shm)
-	require.NoError(t, UnmountShm(shm), "unmount twice")
+	require.NoError(t, Unmount(shm), "unmount twice")
 }
 
 func TestMountShmDefaultSize(t *testing.T) {
@@ -82,10 +82,10 @@ func TestMountShmDefaultSize(t *testing.T) {
 	shm := filepath.Join(root, "shm")
 	size, err := MountShm(shm, ShmOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = UnmountShm(shm) })
+	t.Cleanup(func() { _ = Unmount(shm) })
 	assert.Equal(t, DefaultShmSize, size)
 	assert.Contains(t, strings.Split(mountEntry(t, shm).VFSOptions, ","), "size=65536k")
-	require.NoError(t, UnmountShm(shm))
+	require.NoError(t, Unmount(shm))
 }
 
 func TestMountShmUsesAnExistingEmptyDir(t *testing.T) {
@@ -94,8 +94,8 @@ func TestMountShmUsesAnExistingEmptyDir(t *testing.T) {
 	require.NoError(t, os.Mkdir(shm, 0o755))
 	_, err := MountShm(shm, ShmOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = UnmountShm(shm) })
-	require.NoError(t, UnmountShm(shm))
+	t.Cleanup(func() { _ = Unmount(shm) })
+	require.NoError(t, Unmount(shm))
 	assert.NoDirExists(t, shm)
 }
 
@@ -104,14 +104,14 @@ func TestMountShmRefusesAMountPoint(t *testing.T) {
 	shm := filepath.Join(root, "shm")
 	_, err := MountShm(shm, ShmOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = UnmountShm(shm) })
+	t.Cleanup(func() { _ = Unmount(shm) })
 
 	_, err = MountShm(shm, ShmOptions{})
 	require.ErrorIs(t, err, fs.ErrExist)
 	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(shm))
 	require.NoError(t, err)
 	assert.Len(t, infos, 1, "no second tmpfs stacked on the first")
-	require.NoError(t, UnmountShm(shm))
+	require.NoError(t, Unmount(shm))
 }
 
 func TestMountShmMissingParent(t *testing.T) {
@@ -136,37 +136,37 @@ func TestMountShmFailedMountRemovesTheDir(t *testing.T) {
 	assert.NoDirExists(t, shm)
 }
 
-func TestUnmountShmMissingPath(t *testing.T) {
+func TestUnmountMissingPath(t *testing.T) {
 	root := privileged(t)
-	require.NoError(t, UnmountShm(filepath.Join(root, "never-made")))
+	require.NoError(t, Unmount(filepath.Join(root, "never-made")))
 }
 
-func TestUnmountShmPlainDir(t *testing.T) {
+func TestUnmountPlainDir(t *testing.T) {
 	root := privileged(t)
 	dir := filepath.Join(root, "shm")
 	require.NoError(t, os.Mkdir(dir, 0o700))
-	require.NoError(t, UnmountShm(dir))
+	require.NoError(t, Unmount(dir))
 	assert.NoDirExists(t, dir)
 }
 
-func TestUnmountShmPeelsStackedMounts(t *testing.T) {
+func TestUnmountPeelsStackedMounts(t *testing.T) {
 	root := privileged(t)
 	shm := filepath.Join(root, "shm")
 	_, err := MountShm(shm, ShmOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = UnmountShm(shm) })
+	t.Cleanup(func() { _ = Unmount(shm) })
 	// Something else mounted over it (a buggy runtime, a person).
 	require.NoError(t, unix.Mount("tmpfs", shm, "tmpfs", 0, "size=4k"))
-	require.NoError(t, UnmountShm(shm))
+	require.NoError(t, Unmount(shm))
 	assert.NoDirExists(t, shm)
 }
 
-func TestUnmountShmNotEmptyDir(t *testing.T) {
+func TestUnmountNotEmptyDir(t *testing.T) {
 	root := privileged(t)
 	dir := filepath.Join(root, "shm")
 	require.NoError(t, os.Mkdir(dir, 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "f"), nil, 0o600))
-	err := UnmountShm(dir)
+	err := Unmount(dir)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST), "got %v", err)
 	require.NoError(t, os.RemoveAll(dir))
@@ -209,6 +209,57 @@ func TestLeakCheckerSeesAForgottenMount(t *testing.T) {
 	assert.True(t, slices.ContainsFunc(strings.Split(leaked, "\n"), func(l string) bool {
 		return strings.Contains(l, "leaked files") && strings.Contains(l, shm)
 	}), "the shm dir is a leaked file too: %s", leaked)
-	require.NoError(t, UnmountShm(shm))
+	require.NoError(t, Unmount(shm))
 	assert.Empty(t, lc.Leaked())
 }
+
+func TestBindReadOnly(t *testing.T) {
+	root := privileged(t)
+	src, dst := filepath.Join(root, "src"), filepath.Join(root, "rootfs")
+	require.NoError(t, os.Mkdir(src, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "pause"), []byte("x"), 0o755))
+	t.Cleanup(func() { _ = os.RemoveAll(src) })
+	require.NoError(t, BindReadOnly(src, dst))
+	t.Cleanup(func() { _ = Unmount(dst) })
+
+	m := mountEntry(t, dst)
+	opts := strings.Split(m.Options, ",")
+	for _, o := range []string{"ro", "nosuid", "nodev"} {
+		assert.Contains(t, opts, o, "mount options %q", m.Options)
+	}
+	assert.NotContains(t, opts, "noexec", "the pause binary must run")
+	b, err := os.ReadFile(filepath.Join(dst, "pause"))
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(b))
+	err = os.WriteFile(filepath.Join(dst, "new"), nil, 0o644)
+	require.ErrorIs(t, err, unix.EROFS, "read-only even for root")
+
+	require.ErrorIs(t, BindReadOnly(src, dst), fs.ErrExist, "no second bind stacked")
+	require.NoError(t, Unmount(dst))
+	assert.NoDirExists(t, dst)
+	assert.FileExists(t, filepath.Join(src, "pause"), "the source is untouched")
+	require.NoError(t, os.RemoveAll(src))
+}
+
+func TestBindReadOnlyFailures(t *testing.T) {
+	root := privileged(t)
+	dst := filepath.Join(root, "rootfs")
+	err := BindReadOnly(filepath.Join(root, "missing"), dst)
+	require.ErrorIs(t, err, unix.ENOENT)
+	assert.NoDirExists(t, dst, "the mount point it made is removed")
+
+	src := filepath.Join(root, "src")
+	require.NoError(t, os.Mkdir(src, 0o755))
+	t.Cleanup(func() { _ = os.Remove(src) })
+	injected := errors.New("injected remount failure")
+	remount = func(string) error { return injected }
+	t.Cleanup(func() { remount = defaultRemount })
+	require.ErrorIs(t, BindReadOnly(src, dst), injected)
+	remount = defaultRemount
+	assert.NoDirExists(t, dst, "unmounted and removed after a failed remount")
+
+	require.ErrorIs(t, BindReadOnly(src, filepath.Join(root, "no", "dst")), fs.ErrNotExist)
+	require.NoError(t, os.Remove(src))
+}
+
+var defaultRemount = remount
