@@ -1,0 +1,216 @@
+package spec
+
+import (
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+)
+
+// PauseBinaryName is the pause binary's path inside the rootfs.
+const PauseBinaryName = "/pause"
+
+// ErrNoPauseBinary means no pause binary was given and none was found.
+var ErrNoPauseBinary = errors.New("spec: no pause binary: install catatonit (Debian/Ubuntu: apt-get install catatonit) or pass a static pause binary")
+
+// PauseBinaryError reports a pause binary that cannot be used.
+type PauseBinaryError struct {
+	Path   string
+	Reason string
+	Err    error
+}
+
+func (e *PauseBinaryError) Error() string {
+	msg := fmt.Sprintf("spec: pause binary %s: %s", e.Path, e.Reason)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the underlying error.
+func (e *PauseBinaryError) Unwrap() error { return e.Err }
+
+// Is makes a PauseBinaryError match ErrInvalid.
+func (e *PauseBinaryError) Is(target error) bool { return target == ErrInvalid }
+
+// PauseOptions choose the pause binary.
+type PauseOptions struct {
+	// Binary is the path of a static pause binary. Empty means catatonit
+	// found on PATH.
+	Binary string
+	// Args are the binary's arguments. Nil means "-P" (pause mode) for
+	// catatonit and none for any other binary.
+	Args []string
+}
+
+// BundleRootfs is root.path in a pause spec: the directory "rootfs" in the
+// bundle, which the caller makes a read-only bind mount of the shared
+// PauseRootfs.Path (mounts.BindReadOnly). A bundle must hold its rootfs
+// (runtime-tools' validator refuses a root.path outside it) and runc
+// refuses a symlinked one, so a bind mount is how every sandbox shares one
+// rootfs without a copy.
+const BundleRootfs = "rootfs"
+
+// PauseRootfs is a prepared pause rootfs.
+type PauseRootfs struct {
+	// Path is the shared rootfs directory, to bind read-only at
+	// <bundle>/rootfs.
+	Path string
+	// Args is the pause process's command line.
+	Args []string
+}
+
+// Opt returns the options that point a spec at the rootfs: root.path
+// BundleRootfs, read-only, and the pause command line.
+func (r *PauseRootfs) Opt() Opt { return Compose(WithRoot(BundleRootfs, true), WithArgs(r.Args...)) }
+
+// mountPoints are what the runtime mounts over inside a read-only rootfs:
+// made here so that no runtime writes into the shared rootfs.
+var (
+	mountPointDirs  = []string{"proc", "sys", "dev", "etc"}
+	mountPointFiles = []string{"etc/resolv.conf", "etc/hostname", "etc/hosts"}
+)
+
+// PreparePauseRootfs makes (once) the read-only rootfs that every pause
+// container of a node shares, under dir: a directory named after the
+// binary's content hash holding the static pause binary and the empty
+// mount points. It is idempotent and safe when several processes race: the
+// rootfs is built in a temporary directory and renamed into place; a loser
+// of the race uses the winner's.
+func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
+	bin, args, err := pauseBinary(opts)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, &PauseBinaryError{Path: bin, Reason: "cannot read it", Err: err}
+	}
+	if err := checkStatic(bin, data); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	final := filepath.Join(dir, "pause-"+hex.EncodeToString(sum[:8]))
+	r := &PauseRootfs{Path: final, Args: append([]string{PauseBinaryName}, args...)}
+	if _, err := os.Stat(filepath.Join(final, PauseBinaryName)); err == nil {
+		return r, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, ".pause-tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+	}
+	if err := populate(tmp, data); err != nil {
+		removeTree(tmp)
+		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		removeTree(tmp)
+		// Lost the race: the winner's rootfs is the same content.
+		if _, serr := os.Stat(filepath.Join(final, PauseBinaryName)); serr == nil {
+			return r, nil
+		}
+		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+	}
+	return r, nil
+}
+
+func pauseBinary(opts PauseOptions) (string, []string, error) {
+	bin := opts.Binary
+	if bin == "" {
+		p, err := exec.LookPath("catatonit")
+		if err != nil {
+			return "", nil, ErrNoPauseBinary
+		}
+		bin = p
+	}
+	args := opts.Args
+	if args == nil && filepath.Base(bin) == "catatonit" {
+		args = []string{"-P"}
+	}
+	return bin, slices.Clone(args), nil
+}
+
+func checkStatic(path string, data []byte) error {
+	f, err := elf.NewFile(readerAt(data))
+	if err != nil {
+		return &PauseBinaryError{Path: path, Reason: "is not an ELF executable", Err: err}
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			interp, _ := io.ReadAll(io.LimitReader(p.Open(), 256))
+			return &PauseBinaryError{Path: path, Reason: fmt.Sprintf(
+				"is dynamically linked (interpreter %s); the pause rootfs holds nothing but the binary, so it must be static: install catatonit or pass a static pause binary",
+				trimNUL(interp))}
+		}
+	}
+	return nil
+}
+
+type readerAt []byte
+
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(r)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func trimNUL(b []byte) string {
+	if i := slices.Index(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+func populate(root string, binary []byte) error {
+	for _, d := range mountPointDirs {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, f := range mountPointFiles {
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+			return err
+		}
+	}
+	bin := filepath.Join(root, PauseBinaryName)
+	if err := os.WriteFile(bin, binary, 0o755); err != nil {
+		return err
+	}
+	// Whatever the umask: the pause runs as an unprivileged user and must
+	// be able to execute the binary; the directories are read-only for
+	// everyone but root (MkdirTemp made the root 0700).
+	if err := os.Chmod(bin, 0o755); err != nil {
+		return err
+	}
+	for _, d := range append(mountPointDirs, ".") {
+		if err := os.Chmod(filepath.Join(root, d), 0o555); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeTree removes a rootfs that was not renamed into place, making its
+// read-only directories writable first so a non-root caller can remove it.
+func removeTree(root string) {
+	for _, d := range append(mountPointDirs, ".") {
+		_ = os.Chmod(filepath.Join(root, d), 0o755)
+	}
+	_ = os.RemoveAll(root)
+}
