@@ -133,11 +133,18 @@ func pauseBinary(opts PauseOptions) (string, []string, error) {
 		}
 		bin = p
 	}
+	return bin, PauseArgs(opts)[1:], nil
+}
+
+// PauseArgs returns the pause process's command line for opts, without
+// looking at any file: "/pause" and opts.Args, or "-P" (pause mode) when
+// the binary is catatonit (the default) and opts.Args is nil.
+func PauseArgs(opts PauseOptions) []string {
 	args := opts.Args
-	if args == nil && filepath.Base(bin) == "catatonit" {
+	if args == nil && (opts.Binary == "" || filepath.Base(opts.Binary) == "catatonit") {
 		args = []string{"-P"}
 	}
-	return bin, slices.Clone(args), nil
+	return append([]string{PauseBinaryName}, args...)
 }
 
 func checkStatic(path string, data []byte) error {

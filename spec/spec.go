@@ -1,13 +1,10 @@
 package spec
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"sync"
+	"slices"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/opencontainers/runtime-tools/generate"
 
 	"github.com/podsmith/podsmith/internal/platform"
 )
@@ -79,54 +76,54 @@ var (
 	}
 )
 
-// template is the pause defaults, encoded once: New decodes a fresh copy,
-// which is cheaper and safer than building the generator's defaults (with
-// their seccomp profile) for every sandbox.
-var template = sync.OnceValues(func() ([]byte, error) {
-	g, err := generate.New("linux")
-	if err != nil {
-		return nil, err
-	}
-	s := g.Config
-	s.Version = DefaultOCIVersion
-	s.Hostname = ""
-	s.Root = &specs.Root{Path: "rootfs", Readonly: true}
-	p := s.Process
-	p.Terminal = false
-	p.Args = []string{"/pause"}
-	p.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	p.User = specs.User{UID: PauseUID, GID: PauseGID}
-	p.NoNewPrivileges = true
+// base returns a fresh copy of the pause defaults: runtime-tools' generate
+// defaults for Linux (process environment, cwd, rlimits, mounts, device
+// cgroup, namespaces), tightened for the pause process. It is written out
+// rather than derived from a generate.Generator on each call, which costs
+// a seccomp profile per sandbox; a test checks it against generate's.
+func base() *Spec {
 	oom := DefaultOOMScoreAdj
-	p.OOMScoreAdj = &oom
-	p.Capabilities = capabilitySet(DefaultCapabilities)
-	// The pause spec gets its /dev/shm from the sandbox (a bind of the
-	// sandbox's tmpfs or the host's), never a tmpfs of the runtime's.
-	mounts := s.Mounts[:0]
-	for _, m := range s.Mounts {
-		if m.Destination != "/dev/shm" {
-			mounts = append(mounts, m)
-		}
-	}
-	s.Mounts = mounts
-	s.Linux.Seccomp = nil // chosen by an option: RuntimeDefault, pause-only, ...
-	s.Linux.MaskedPaths = defaultMaskedPaths
-	s.Linux.ReadonlyPaths = defaultReadonlyPaths
 	shares := uint64(2) // the least CPU weight, as containerd gives the pause
-	s.Linux.Resources.CPU = &specs.LinuxCPU{Shares: &shares}
-	return json.Marshal(s)
-})
+	return &Spec{
+		Version: DefaultOCIVersion,
+		Root:    &specs.Root{Path: "rootfs", Readonly: true},
+		Process: &specs.Process{
+			User:            specs.User{UID: PauseUID, GID: PauseGID},
+			Args:            []string{"/pause"},
+			Env:             []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			Cwd:             "/",
+			Capabilities:    capabilitySet(DefaultCapabilities),
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: true,
+			OOMScoreAdj:     &oom,
+		},
+		// No /dev/shm of the runtime's: the sandbox binds its own tmpfs or
+		// the host's.
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+				CPU:     &specs.LinuxCPU{Shares: &shares},
+			},
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+			MaskedPaths:   slices.Clone(defaultMaskedPaths),
+			ReadonlyPaths: slices.Clone(defaultReadonlyPaths),
+		},
+	}
+}
 
 // New returns the pause defaults edited by opts.
 func New(opts ...Opt) (*Spec, error) {
-	b, err := template()
-	if err != nil {
-		return nil, fmt.Errorf("spec: defaults: %w", err)
-	}
-	s := new(Spec)
-	if err := json.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("spec: defaults: %w", err)
-	}
+	s := base()
 	if err := Compose(opts...)(s); err != nil {
 		return nil, err
 	}

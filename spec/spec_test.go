@@ -1,10 +1,13 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-tools/generate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -54,6 +57,39 @@ func TestNewDefaults(t *testing.T) {
 	require.NotNil(t, s.Linux.Resources.CPU)
 	assert.Equal(t, uint64(2), *s.Linux.Resources.CPU.Shares)
 	assert.Equal(t, []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}, s.Linux.Resources.Devices)
+}
+
+// TestDefaultsAreRuntimeToolsDefaults checks the written-out defaults
+// against runtime-tools' generate defaults with the pause's changes
+// applied: the pause spec stays built on them.
+func TestDefaultsAreRuntimeToolsDefaults(t *testing.T) {
+	g, err := generate.New("linux")
+	require.NoError(t, err)
+	want := g.Config
+	want.Version = DefaultOCIVersion
+	want.Hostname = ""
+	want.Root = &specs.Root{Path: "rootfs", Readonly: true}
+	p := want.Process
+	p.Args = []string{"/pause"}
+	p.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	p.User = specs.User{UID: PauseUID, GID: PauseGID}
+	p.NoNewPrivileges = true
+	oom := DefaultOOMScoreAdj
+	p.OOMScoreAdj = &oom
+	p.Capabilities = capabilitySet(DefaultCapabilities)
+	want.Mounts = slices.DeleteFunc(want.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev/shm" })
+	want.Linux.Seccomp = nil
+	want.Linux.MaskedPaths = defaultMaskedPaths
+	want.Linux.ReadonlyPaths = defaultReadonlyPaths
+	shares := uint64(2)
+	want.Linux.Resources.CPU = &specs.LinuxCPU{Shares: &shares}
+	wantJSON, err := json.Marshal(want)
+	require.NoError(t, err)
+	got, err := New()
+	require.NoError(t, err)
+	gotJSON, err := json.Marshal(got)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(wantJSON), string(gotJSON))
 }
 
 func TestNewReturnsIndependentSpecs(t *testing.T) {
