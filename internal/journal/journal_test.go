@@ -1,0 +1,206 @@
+package journal
+
+import (
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func TestCreateAppendOpen(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, err := Create(p)
+	require.NoError(t, err)
+	r1, err := j.Append(Record{Op: "remove-dir", Path: "/run/x"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, 1, r1.Seq)
+	r2, err := j.Append(Record{Op: "cni-del", Data: json.RawMessage(`{"id":"x"}`)}, true)
+	require.NoError(t, err)
+	assert.Equal(t, 2, r2.Seq)
+	assert.Len(t, j.Records(), 2)
+	require.NoError(t, j.Close())
+
+	_, err = Create(p)
+	require.ErrorIs(t, err, fs.ErrExist)
+
+	j, err = Open(p)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{r1, r2}, j.Records())
+	r3, err := j.Append(Record{Op: "undone", Ref: 2}, false)
+	require.NoError(t, err)
+	assert.Equal(t, 3, r3.Seq)
+	require.NoError(t, j.Close())
+
+	recs, err := Read(p)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{r1, r2, r3}, recs)
+}
+
+func TestTornLastLineIsDropped(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	require.NoError(t, os.WriteFile(p, []byte(`{"seq":1,"op":"a"}`+"\n"+`{"seq":2,"op":"b`), 0o600))
+	recs, err := Read(p)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}}, recs)
+
+	// Open cuts the torn line off: the next record starts a line of its
+	// own and everything reads back.
+	j, err := Open(p)
+	require.NoError(t, err)
+	r, err := j.Append(Record{Op: "c"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, 2, r.Seq)
+	require.NoError(t, j.Close())
+	recs, err = Read(p)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "c"}}, recs)
+}
+
+func TestOpenKnown(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, err := Create(p)
+	require.NoError(t, err)
+	_, err = j.Append(Record{Op: "a"}, false)
+	require.NoError(t, err)
+	snap := j.Snapshot()
+	require.NoError(t, j.Close())
+
+	// Unchanged: the known records are used (a wrong one proves it).
+	known := snap
+	known.Records = []Record{{Seq: 1, Op: "known"}}
+	j, err = OpenKnown(p, known)
+	require.NoError(t, err)
+	assert.Equal(t, "known", j.Records()[0].Op)
+	_, err = j.Append(Record{Op: "b"}, false)
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+
+	// Changed since (another record): read from the file.
+	j, err = OpenKnown(p, known)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "b"}}, j.Records())
+	require.NoError(t, j.Close())
+
+	// Another path: read from the file.
+	known.Path = p + ".other"
+	known.Size = 0
+	j, err = OpenKnown(p, known)
+	require.NoError(t, err)
+	assert.Len(t, j.Records(), 2)
+	require.NoError(t, j.Close())
+}
+
+func TestMoveTo(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "volatile"), filepath.Join(dir, "durable")
+	j, err := Create(from)
+	require.NoError(t, err)
+	_, err = j.Append(Record{Op: "a"}, false)
+	require.NoError(t, err)
+
+	waiter, err := os.Open(from)
+	require.NoError(t, err)
+	defer waiter.Close()
+
+	require.NoError(t, j.MoveTo(to))
+	assert.NoFileExists(t, from)
+	assert.Equal(t, to, j.Path())
+	_, err = j.Append(Record{Op: "b"}, true)
+	require.NoError(t, err)
+
+	// The lock moved with the journal.
+	other, err := os.Open(to)
+	require.NoError(t, err)
+	defer other.Close()
+	require.ErrorIs(t, unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+	// Whoever opened the old file gets its lock, but Open says it is gone.
+	require.NoError(t, unix.Flock(int(waiter.Fd()), unix.LOCK_EX|unix.LOCK_NB))
+	_, err = Open(from)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	require.NoError(t, j.Close())
+
+	recs, err := Read(to)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "b"}}, recs)
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, ents, 1, "no temp file left")
+
+	// Moving into a directory that does not exist fails and keeps the
+	// journal where it was.
+	j, err = Open(to)
+	require.NoError(t, err)
+	require.Error(t, j.MoveTo(filepath.Join(dir, "none", "x")))
+	assert.Equal(t, to, j.Path())
+	_, err = j.Append(Record{Op: "c"}, false)
+	require.NoError(t, err)
+	require.NoError(t, j.Remove())
+	require.NoError(t, j.Close())
+	assert.NoFileExists(t, to)
+}
+
+func TestOpenGoneWhileWaiting(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, err := Create(p)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Open(p) // waits for the lock, then finds the file removed
+		done <- err
+	}()
+	// Whether Open got the descriptor before or after the removal, it
+	// must not return a journal that is no longer at p.
+	require.NoError(t, j.Remove())
+	require.NoError(t, j.Close())
+	require.ErrorIs(t, <-done, fs.ErrNotExist)
+}
+
+func TestCorruptJournals(t *testing.T) {
+	for name, content := range map[string]string{
+		"garbage line":  "{\"seq\":1,\"op\":\"a\"}\nnot json\n",
+		"seq gap":       "{\"seq\":1,\"op\":\"a\"}\n{\"seq\":3,\"op\":\"b\"}\n",
+		"seq not first": "{\"seq\":2,\"op\":\"a\"}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "journal")
+			require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+			_, err := Read(p)
+			require.ErrorIs(t, err, ErrCorrupt)
+			_, err = Open(p)
+			require.ErrorIs(t, err, ErrCorrupt)
+		})
+	}
+}
+
+func TestOpenMissing(t *testing.T) {
+	_, err := Open(filepath.Join(t.TempDir(), "none"))
+	require.True(t, IsNotExist(err))
+	_, err = Read(filepath.Join(t.TempDir(), "none"))
+	require.True(t, IsNotExist(err))
+	_, err = Create(filepath.Join(t.TempDir(), "no", "dir"))
+	require.True(t, IsNotExist(err))
+}
+
+func TestLockExcludesASecondOpener(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, err := Create(p)
+	require.NoError(t, err)
+	other, err := os.Open(p)
+	require.NoError(t, err)
+	defer other.Close()
+	require.ErrorIs(t, unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK, "locked while open")
+	require.NoError(t, j.Close())
+	require.NoError(t, unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB), "free once closed")
+	require.NoError(t, unix.Flock(int(other.Fd()), unix.LOCK_UN))
+
+	// Open takes the lock too.
+	j, err = Open(p)
+	require.NoError(t, err)
+	require.ErrorIs(t, unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+	require.NoError(t, j.Close())
+}
