@@ -1,0 +1,146 @@
+package sandbox_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/testutil"
+	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/sandbox"
+)
+
+// benchRoot is a temp dir with a tmpfs mounted on "run", as a node's run
+// dir is.
+func benchRoot(b *testing.B) string {
+	testutil.RequireRoot(b)
+	root := b.TempDir()
+	run := filepath.Join(root, "run")
+	require.NoError(b, os.Mkdir(run, 0o755))
+	require.NoError(b, unix.Mount("tmpfs", run, "tmpfs", 0, "size=64m"))
+	b.Cleanup(func() { _ = unix.Unmount(run, unix.MNT_DETACH) })
+	return root
+}
+
+// latencies collects per-operation durations and reports their median.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) report(b *testing.B) {
+	slices.Sort(l.d)
+	if len(l.d) > 0 {
+		b.ReportMetric(float64(l.d[len(l.d)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(l.d[len(l.d)*99/100].Microseconds()), "p99-µs")
+	}
+}
+
+// measure runs op b.N times on one goroutine, or on 4 with parallel.
+func measure(b *testing.B, parallel bool, op func(i int64) error) {
+	var lat latencies
+	var n atomic.Int64
+	one := func() {
+		i := n.Add(1)
+		t0 := time.Now()
+		if err := op(i); err != nil {
+			b.Error(err)
+		}
+		lat.add(time.Since(t0))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if parallel {
+		b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				one()
+			}
+		})
+	} else {
+		for b.Loop() {
+			one()
+		}
+	}
+	b.StopTimer()
+	lat.report(b)
+}
+
+// BenchmarkBuildDestroy measures Build+Destroy on the real host (netns,
+// shm, rootfs bind, files, config.json; no CNI) next to the floor: the raw
+// kernel work of the same sandbox (create and pin a netns with lo up,
+// mount a tmpfs, write three small files, and undo it all).
+func BenchmarkBuildDestroy(b *testing.B) {
+	for _, parallel := range []bool{false, true} {
+		g := "1"
+		if parallel {
+			g = "4"
+		}
+		b.Run("floor/goroutines="+g, func(b *testing.B) {
+			root := benchRoot(b)
+			run := filepath.Join(root, "run")
+			pins := filepath.Join(root, "netns")
+			measure(b, parallel, func(i int64) error {
+				name := fmt.Sprintf("floor-%d", i)
+				dir := filepath.Join(run, name)
+				ns, err := netns.New(pins, name)
+				if err != nil {
+					return err
+				}
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					return err
+				}
+				shm := filepath.Join(dir, "shm")
+				if err := os.Mkdir(shm, 0o700); err != nil {
+					return err
+				}
+				if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=67108864"); err != nil {
+					return err
+				}
+				for _, f := range []string{"resolv.conf", "hostname", "hosts"} {
+					if err := os.WriteFile(filepath.Join(dir, f), []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
+						return err
+					}
+				}
+				if err := unix.Unmount(shm, unix.MNT_DETACH); err != nil {
+					return err
+				}
+				if err := os.RemoveAll(dir); err != nil {
+					return err
+				}
+				return ns.Remove()
+			})
+		})
+		b.Run("builder/goroutines="+g, func(b *testing.B) {
+			root := benchRoot(b)
+			opts, err := realOptionsAt(root, sandbox.Options{})
+			require.NoError(b, err)
+			bl, err := sandbox.NewBuilder(opts)
+			require.NoError(b, err)
+			ctx := context.Background()
+			measure(b, parallel, func(i int64) error {
+				sb, err := bl.Build(ctx, podConfig(fmt.Sprintf("pod-%d", i)))
+				if err != nil {
+					return err
+				}
+				return sb.Destroy(ctx)
+			})
+		})
+	}
+}

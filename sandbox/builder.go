@@ -1,0 +1,543 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/selinux/go-selinux/label"
+
+	"github.com/podsmith/podsmith/dns"
+	"github.com/podsmith/podsmith/internal/atomicfile"
+	"github.com/podsmith/podsmith/internal/journal"
+	"github.com/podsmith/podsmith/spec"
+)
+
+// Step is a step of a Build.
+type Step string
+
+// The steps of a Build, in order. Every step that changes the host first
+// writes the undo of its change to the sandbox's journal.
+const (
+	// StepValidate checks the config and computes the plan (Plan).
+	StepValidate Step = "validate"
+	// StepReserve creates the sandbox's state dir and journal and reserves
+	// its name.
+	StepReserve Step = "reserve"
+	// StepDirs creates the bundle directory under the run dir.
+	StepDirs Step = "dirs"
+	// StepFiles writes resolv.conf, hostname and hosts (and labels them).
+	StepFiles Step = "files"
+	// StepRootfs binds the shared pause rootfs read-only into the bundle.
+	StepRootfs Step = "rootfs"
+	// StepShm mounts the /dev/shm tmpfs (not for host-IPC pods).
+	StepShm Step = "shm"
+	// StepNetns creates and pins the network namespace, lo up (not for
+	// host-network pods).
+	StepNetns Step = "netns"
+	// StepNetwork attaches the network namespace to the node's network
+	// (CNI ADD; not for host-network pods; without a Network, loopback
+	// only, it does nothing).
+	StepNetwork Step = "network"
+	// StepSpec writes config.json and marks the sandbox built.
+	StepSpec Step = "spec"
+)
+
+// Steps returns the steps of a Build in order.
+func Steps() []Step {
+	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepNetwork, StepSpec}
+}
+
+// Journal operations. The undo ones name what to undo; the others record
+// the sandbox's life.
+const (
+	opBegin       = "begin"        // Data: sandboxRecord
+	opReleaseName = "release-name" // Path: the name link, Name: the ID it holds
+	opRemoveDir   = "remove-dir"   // Path
+	opUnmount     = "unmount"      // Path
+	opNetnsRemove = "netns-remove" // Path
+	opDetach      = "cni-del"      // Data: Attachment
+	opBuilt       = "built"        // Data: builtRecord
+	opDestroying  = "destroying"
+	opUndone      = "undone" // Ref: the undone record's Seq
+)
+
+func isUndo(op string) bool {
+	switch op {
+	case opReleaseName, opRemoveDir, opUnmount, opNetnsRemove, opDetach:
+		return true
+	}
+	return false
+}
+
+// Builder builds and destroys sandboxes on one node. It is safe for
+// concurrent use by many goroutines, and several Builders (in several
+// processes) may share the same directories: names are reserved on disk
+// and each sandbox's journal is locked while it is built or destroyed.
+type Builder struct {
+	opts      Options
+	pauseArgs []string
+	oomScore  int
+	hostCaps  []string
+	sysctls   map[string]string
+	log       *slog.Logger
+
+	hostResolv *hostResolv
+
+	prepMu sync.Mutex
+	rootfs *spec.PauseRootfs // set by prepare
+}
+
+// NewBuilder checks opts and returns a Builder; unset options take their
+// documented defaults. It writes nothing: the Builder's directories and
+// the shared pause rootfs are made by Prepare, which the first Build calls.
+// A Builder that only plans (as `podctl plan` does) needs no privilege.
+func NewBuilder(opts Options) (*Builder, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b := &Builder{opts: o, log: o.Logger, hostResolv: &hostResolv{path: o.HostResolvConf}}
+	if b.sysctls, err = spec.NormalizeSysctls(o.DefaultSysctls, false, false); err != nil {
+		var probs problems
+		probs.sysctls("Options.DefaultSysctls", err)
+		return nil, probs.err()
+	}
+	b.pauseArgs = spec.PauseArgs(o.Pause)
+	b.oomScore, err = spec.EffectiveOOMScoreAdj(spec.DefaultOOMScoreAdj, o.OOMPolicy)
+	if errors.Is(err, ErrNotSupported) {
+		b.oomScore, err = spec.DefaultOOMScoreAdj, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if b.hostCaps, err = spec.HostCapabilities(); err != nil {
+		b.hostCaps = spec.DefaultCapabilities // not Linux: privileged pods get the default set
+	}
+	return b, nil
+}
+
+// Options returns the Builder's options, defaults filled in.
+func (b *Builder) Options() Options { return b.opts }
+
+// Prepare makes the Builder's directories and the shared pause rootfs, and
+// returns the rootfs. It is idempotent (once it has succeeded it returns at
+// once) and safe for concurrent use; Build calls it. Call it at start-up to
+// learn early of a missing pause binary or an unwritable directory.
+func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
+	b.prepMu.Lock()
+	defer b.prepMu.Unlock()
+	if b.rootfs != nil {
+		return b.rootfs, nil
+	}
+	o := b.opts
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{filepath.Join(o.StateDir, "journals"), 0o700},
+		{filepath.Join(o.StateDir, "names"), 0o700},
+		{filepath.Join(o.RunDir, "journals"), 0o700},
+		{filepath.Join(o.RunDir, "names"), 0o700},
+		{filepath.Join(o.RunDir, "sandboxes"), 0o700},
+		{o.NetnsDir, 0o755},
+	} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	// The durable journals' directories must survive a power loss too.
+	if err := atomicfile.SyncDir(o.StateDir); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	rootfs, err := o.Rootfs.PreparePauseRootfs(filepath.Join(o.StateDir, "pause"), o.Pause)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	b.rootfs = rootfs
+	return rootfs, nil
+}
+
+// sandboxRecord is the journal's first record: what a Builder needs to
+// load the sandbox later.
+type sandboxRecord struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	Config       *Config   `json:"config"`
+	Hostname     string    `json:"hostname"`
+	BundleDir    string    `json:"bundle_dir"`
+	NetnsPath    string    `json:"netns_path,omitempty"`
+	Files        Files     `json:"files"`
+	ShmSize      int64     `json:"shm_size,omitempty"`
+	CgroupParent string    `json:"cgroup_parent"`
+	CgroupsPath  string    `json:"cgroups_path"`
+	CgroupDir    string    `json:"cgroup_dir"`
+	Created      time.Time `json:"created"`
+}
+
+// builtRecord marks the sandbox built, with what the build learned.
+type builtRecord struct {
+	IPs     []netip.Addr `json:"ips,omitempty"`
+	Timings []StepTiming `json:"timings"`
+}
+
+// StepTiming is how long a step of the Build took.
+type StepTiming struct {
+	Step     Step          `json:"step"`
+	Duration time.Duration `json:"duration"`
+}
+
+// build is one Build in progress.
+type build struct {
+	b       *Builder
+	p       *Plan
+	j       *journal.Journal
+	ips     []netip.Addr
+	timings []StepTiming
+	t0      time.Time // when the current step started
+}
+
+// Build builds the sandbox cfg asks for and returns it with its bundle
+// ready for a runtime. Either it succeeds or the host is left as it was:
+// a failed step is rolled back by replaying the journal backwards, on a
+// context detached from ctx (so a cancelled ctx still cleans up) with
+// Options.UndoTimeout. Errors: a *ConfigError for an invalid config, a
+// *NameReservedError for a name in use, else a *StepError naming the step.
+func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
+	start := time.Now()
+	if err := b.hook(ctx, "", StepValidate); err != nil {
+		return nil, &StepError{Step: StepValidate, Err: err}
+	}
+	p, err := b.Plan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	bl := &build{b: b, p: p}
+	bl.timed(StepValidate, start, nil)
+	steps := []struct {
+		step Step
+		run  func(context.Context) error
+		skip bool
+	}{
+		{StepReserve, bl.reserve, false},
+		{StepDirs, bl.dirs, false},
+		{StepFiles, bl.files, false},
+		{StepRootfs, bl.bindRootfs, false},
+		{StepShm, bl.shm, p.HostIPC},
+		{StepNetns, bl.netns, p.HostNetwork},
+		{StepNetwork, bl.network, p.HostNetwork},
+		{StepSpec, bl.spec, false},
+	}
+	for _, s := range steps {
+		if s.skip {
+			continue
+		}
+		t0 := time.Now()
+		bl.t0 = t0
+		err := ctx.Err()
+		if err == nil {
+			err = b.hook(ctx, p.ID, s.step)
+		}
+		if err == nil {
+			err = s.run(ctx)
+		}
+		bl.timed(s.step, t0, err)
+		if err != nil {
+			return nil, bl.fail(ctx, s.step, err)
+		}
+	}
+	sb := bl.sandbox()
+	sb.journal = bl.j.Snapshot()
+	bl.j.Close()
+	return sb, nil
+}
+
+func (b *Builder) hook(ctx context.Context, id string, step Step) error {
+	if b.opts.BeforeStep == nil {
+		return nil
+	}
+	return b.opts.BeforeStep(ctx, id, step)
+}
+
+func (bl *build) timed(step Step, t0 time.Time, err error) {
+	d := time.Since(t0)
+	bl.timings = append(bl.timings, StepTiming{Step: step, Duration: d})
+	bl.b.log.Debug("sandbox build step", "id", bl.p.ID, "step", string(step), "duration", d, "error", err)
+	if bl.b.opts.OnStep != nil {
+		bl.b.opts.OnStep(StepEvent{ID: bl.p.ID, Step: step, Duration: d, Err: err})
+	}
+}
+
+// fail rolls the build back and returns the error to give the caller.
+func (bl *build) fail(ctx context.Context, step Step, err error) error {
+	var nr *NameReservedError
+	if bl.j == nil { // nothing journaled: nothing was done
+		if errors.As(err, &nr) {
+			return err
+		}
+		return &StepError{ID: bl.p.ID, Step: step, Err: err}
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bl.b.opts.UndoTimeout)
+	defer cancel()
+	rerr := bl.b.replay(uctx, bl.j)
+	bl.j.Close()
+	if errors.As(err, &nr) && rerr == nil {
+		return err
+	}
+	return &StepError{ID: bl.p.ID, Step: step, Err: err, RollbackErr: rerr}
+}
+
+func (bl *build) record(op, path string, durable bool) error {
+	_, err := bl.j.Append(journal.Record{Op: op, Path: path}, durable)
+	return err
+}
+
+func (bl *build) reserve(context.Context) error {
+	b, p := bl.b, bl.p
+	if _, err := b.Prepare(); err != nil {
+		return err
+	}
+	// Cheap refusal first: nothing is made for a name that is taken.
+	for _, link := range []string{b.volatileName(p.Name), b.durableName(p.Name)} {
+		owner, err := b.nameOwner(link)
+		if err != nil {
+			return err
+		}
+		if owner != "" {
+			return &NameReservedError{Name: p.Name, ID: owner}
+		}
+	}
+	j, err := journal.Create(b.volatileJournal(p.ID))
+	if err != nil {
+		return err
+	}
+	bl.j = j
+	data, err := json.Marshal(sandboxRecord{
+		ID: p.ID, Name: p.Name, Config: p.Config, Hostname: p.Hostname, BundleDir: p.BundleDir,
+		NetnsPath: p.NetnsPath, Files: p.Files, ShmSize: p.ShmSize, CgroupParent: p.CgroupParent,
+		CgroupsPath: p.CgroupsPath, CgroupDir: p.CgroupDir, Created: p.Created,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := j.Append(journal.Record{Op: opBegin, Data: data}, false); err != nil {
+		return err
+	}
+	return bl.link(b.volatileName(p.Name), false)
+}
+
+// link reserves the name with a link (journaled first) whose target is the
+// ID: symlink(2) creates it whole or fails with EEXIST, so exactly one of
+// several racing builds wins a name.
+func (bl *build) link(path string, durable bool) error {
+	if _, err := bl.j.Append(journal.Record{Op: opReleaseName, Path: path, Name: bl.p.ID}, durable); err != nil {
+		return err
+	}
+	err := os.Symlink(bl.p.ID, path)
+	if errors.Is(err, fs.ErrExist) {
+		// A stale link (its sandbox is gone) is removed by nameOwner.
+		owner, oerr := bl.b.nameOwner(path)
+		if oerr != nil {
+			return oerr
+		}
+		if owner != "" {
+			return &NameReservedError{Name: bl.p.Name, ID: owner}
+		}
+		err = os.Symlink(bl.p.ID, path)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		owner, _ := os.Readlink(path)
+		return &NameReservedError{Name: bl.p.Name, ID: owner}
+	}
+	if err != nil {
+		return err
+	}
+	if durable {
+		return atomicfile.SyncDir(filepath.Dir(path))
+	}
+	return nil
+}
+
+// nameOwner returns the ID holding a name link, "" if none. A link whose
+// sandbox has no journal (left by a crash or a hand-made cleanup) is stale:
+// it is removed and the name is free.
+func (b *Builder) nameOwner(link string) (string, error) {
+	owner, err := os.Readlink(link)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if b.alive(owner) {
+		return owner, nil
+	}
+	if err := removeLinkTo(link, owner); err != nil {
+		return "", err
+	}
+	return "", nil
+}
+
+// removeLinkTo removes the name link if it still holds id.
+func removeLinkTo(link, id string) error {
+	if cur, err := os.Readlink(link); err != nil || cur != id {
+		return nil // gone, or another sandbox's now
+	}
+	if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (bl *build) dirs(context.Context) error {
+	if err := bl.record(opRemoveDir, bl.p.BundleDir, false); err != nil {
+		return err
+	}
+	return os.Mkdir(bl.p.BundleDir, 0o700)
+}
+
+func (bl *build) files(context.Context) error {
+	p := bl.p
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{p.Files.ResolvConf, p.resolv}, {p.Files.Hostname, p.hostnameFile}, {p.Files.Hosts, p.hosts}} {
+		// A fresh file in the fresh bundle: nobody reads it before
+		// config.json exists, so it needs no temp file and rename.
+		if err := writeNew(f.path, f.data); err != nil {
+			return err
+		}
+		if p.mountLabel != "" {
+			if err := label.Relabel(f.path, p.mountLabel, false); err != nil {
+				return fmt.Errorf("relabel %s: %w", f.path, err)
+			}
+		}
+	}
+	return nil
+}
+
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (bl *build) bindRootfs(context.Context) error {
+	if err := bl.record(opUnmount, bl.p.Files.Rootfs, false); err != nil {
+		return err
+	}
+	rootfs, err := bl.b.Prepare()
+	if err != nil {
+		return err
+	}
+	return bl.b.opts.Mounter.BindReadOnly(rootfs.Path, bl.p.Files.Rootfs)
+}
+
+func (bl *build) shm(context.Context) error {
+	if err := bl.record(opUnmount, bl.p.Files.Shm, false); err != nil {
+		return err
+	}
+	return bl.b.opts.Mounter.MountShm(bl.p.Files.Shm, bl.p.ShmSize, bl.p.mountLabel)
+}
+
+func (bl *build) netns(context.Context) error {
+	if err := bl.record(opNetnsRemove, bl.p.NetnsPath, false); err != nil {
+		return err
+	}
+	path, err := bl.b.opts.NetNS.Create(bl.b.opts.NetnsDir, netnsName(bl.p.ID))
+	if err == nil && path != bl.p.NetnsPath {
+		err = fmt.Errorf("netns pinned at %s, not %s", path, bl.p.NetnsPath)
+	}
+	return err
+}
+
+func (bl *build) attachment() *Attachment {
+	p := bl.p
+	return &Attachment{
+		SandboxID: p.ID, NetnsPath: p.NetnsPath,
+		PodName: p.Config.Metadata.Name, PodNamespace: p.Config.Metadata.Namespace, PodUID: p.Config.Metadata.UID,
+		PortMappings: p.Config.PortMappings, Annotations: p.Config.Annotations, CgroupParent: p.CgroupParent,
+	}
+}
+
+func (bl *build) network(ctx context.Context) error {
+	if bl.b.opts.Network == nil {
+		return nil // loopback only: lo came up with the namespace
+	}
+	a := bl.attachment()
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	// The IPAM allocation this may make survives a reboot, so must its
+	// undo: the journal moves to the state dir, fsynced, and the name is
+	// held there too (a rebooted node still knows the pod's sandbox).
+	if err := bl.j.MoveTo(bl.b.durableJournal(bl.p.ID)); err != nil {
+		return err
+	}
+	if err := bl.link(bl.b.durableName(bl.p.Name), true); err != nil {
+		return err
+	}
+	if _, err := bl.j.Append(journal.Record{Op: opDetach, Data: data}, true); err != nil {
+		return err
+	}
+	res, err := bl.b.opts.Network.Attach(ctx, a)
+	if err != nil {
+		return err
+	}
+	if res != nil {
+		bl.ips = res.IPs
+	}
+	if len(bl.ips) > 0 {
+		// The pod's own name now resolves to its addresses. The file is
+		// already there: replace it atomically.
+		return dns.WriteFile(bl.p.Files.Hosts, dns.Hosts(bl.p.Hostname, bl.ips), false)
+	}
+	return nil
+}
+
+func (bl *build) spec(context.Context) error {
+	p := bl.p
+	if len(bl.ips) > 0 {
+		ips := make([]string, len(bl.ips))
+		for i, ip := range bl.ips {
+			ips[i] = ip.String()
+		}
+		p.Spec.Annotations[spec.AnnotationIP] = strings.Join(ips, ",")
+	}
+	if err := spec.Save(p.BundleDir, p.Spec, spec.SaveOptions{}); err != nil {
+		return err
+	}
+	timings := append(bl.timings[:len(bl.timings):len(bl.timings)], StepTiming{Step: StepSpec, Duration: time.Since(bl.t0)})
+	data, err := json.Marshal(builtRecord{IPs: bl.ips, Timings: timings})
+	if err != nil {
+		return err
+	}
+	_, err = bl.j.Append(journal.Record{Op: opBuilt, Data: data}, false)
+	return err
+}
+
+func (bl *build) sandbox() *Sandbox {
+	p := bl.p
+	return &Sandbox{
+		ID: p.ID, Name: p.Name, Config: p.Config, Hostname: p.Hostname, BundleDir: p.BundleDir,
+		NetnsPath: p.NetnsPath, IPs: bl.ips, Files: p.Files, ShmSize: p.ShmSize,
+		CgroupParent: p.CgroupParent, CgroupsPath: p.CgroupsPath, CgroupDir: p.CgroupDir,
+		Created: p.Created, Timings: bl.timings, State: StateBuilt, Spec: p.Spec, b: bl.b,
+	}
+}

@@ -1,0 +1,333 @@
+package sandbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/testutil"
+	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/sandbox"
+)
+
+// realOptions are Builder options on the real host, every directory under
+// root, and the node's resolv.conf a file of the test's.
+func realOptions(t testing.TB, root string, opts sandbox.Options) sandbox.Options {
+	t.Helper()
+	opts, err := realOptionsAt(root, opts)
+	require.NoError(t, err)
+	return opts
+}
+
+// realBuilder is a Builder on the real host with a leak check of
+// everything under its directories.
+func realBuilder(t *testing.T, opts sandbox.Options) (*sandbox.Builder, *testutil.LeakCheck) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	opts = realOptions(t, root, opts)
+	b, err := sandbox.NewBuilder(opts)
+	require.NoError(t, err)
+	_, err = b.Prepare()
+	require.NoError(t, err)
+	lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir})
+	return b, lc
+}
+
+func mountOf(t *testing.T, path string) *mountinfo.Info {
+	t.Helper()
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(path))
+	require.NoError(t, err)
+	require.Len(t, infos, 1, "one mount on %s", path)
+	return infos[0]
+}
+
+func TestRealBuildAndDestroy(t *testing.T) {
+	b, lc := realBuilder(t, sandbox.Options{})
+	ctx := context.Background()
+	cfg := podConfig("web")
+	cfg.Annotations[sandbox.ShmSizeAnnotation] = "3Mi"
+	sb, err := b.Build(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sb.Destroy(ctx) })
+
+	// A live, pinned network namespace with lo up.
+	ns, err := netns.Open(sb.NetnsPath)
+	require.NoError(t, err)
+	var ifs []net.Interface
+	require.NoError(t, ns.Do(func() (err error) { ifs, err = net.Interfaces(); return err }))
+	require.Len(t, ifs, 1)
+	assert.NotZero(t, ifs[0].Flags&net.FlagUp)
+
+	shm := mountOf(t, sb.Files.Shm)
+	assert.Equal(t, "tmpfs", shm.FSType)
+	assert.Contains(t, strings.Split(shm.VFSOptions, ","), "size=3072k")
+	rootfs := mountOf(t, sb.Files.Rootfs)
+	assert.Contains(t, strings.Split(rootfs.Options, ","), "ro")
+	assert.FileExists(t, filepath.Join(sb.Files.Rootfs, "pause"))
+
+	require.NoError(t, sb.Destroy(ctx))
+	assert.Empty(t, lc.Leaked())
+	require.NoError(t, sb.Destroy(ctx), "destroy twice")
+}
+
+func TestRealFaultInjectionAtEveryStep(t *testing.T) {
+	var failAt sandbox.Step
+	injected := errors.New("injected")
+	b, lc := realBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
+		if s == failAt {
+			return injected
+		}
+		return nil
+	}})
+	ctx := context.Background()
+	for _, step := range sandbox.Steps() {
+		failAt = step
+		_, err := b.Build(ctx, podConfig("web"))
+		require.ErrorIs(t, err, injected, step)
+		var se *sandbox.StepError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, step, se.Step)
+		assert.NoError(t, se.RollbackErr)
+		assert.Empty(t, lc.Leaked(), "after a failure at %s", step)
+
+		failAt = ""
+		sb, err := b.Build(ctx, podConfig("web"))
+		require.NoError(t, err, "the name is free after a failure at %s", step)
+		require.NoError(t, sb.Destroy(ctx))
+		assert.Empty(t, lc.Leaked())
+	}
+}
+
+func TestRealCancelledBuild(t *testing.T) {
+	var cancelAt sandbox.Step
+	var cancel context.CancelFunc
+	b, lc := realBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
+		if s == cancelAt {
+			cancel()
+		}
+		return nil
+	}})
+	for _, step := range []sandbox.Step{sandbox.StepDirs, sandbox.StepRootfs, sandbox.StepShm, sandbox.StepNetns} {
+		ctx, c := context.WithCancel(context.Background())
+		cancel, cancelAt = c, step
+		_, err := b.Build(ctx, podConfig("web"))
+		c()
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Empty(t, lc.Leaked(), "after a cancel during %s", step)
+	}
+}
+
+func TestRealDestroyAfterPartialManualCleanup(t *testing.T) {
+	b, lc := realBuilder(t, sandbox.Options{})
+	ctx := context.Background()
+	sb, err := b.Build(ctx, podConfig("web"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sb.Destroy(ctx) })
+	// Someone already did part of the teardown, by hand.
+	require.NoError(t, exec.Command("umount", "-l", sb.Files.Shm).Run())
+	require.NoError(t, netns.Remove(sb.NetnsPath))
+	require.NoError(t, os.Remove(sb.Files.ResolvConf))
+	require.NoError(t, unix.Unmount(sb.Files.Rootfs, unix.MNT_DETACH))
+	require.NoError(t, os.Remove(sb.Files.Rootfs))
+
+	// A fresh Builder on the same directories finishes it.
+	b2, err := sandbox.NewBuilder(b.Options())
+	require.NoError(t, err)
+	loaded, err := b2.Find(sb.Name)
+	require.NoError(t, err)
+	require.NoError(t, loaded.Destroy(ctx))
+	assert.Empty(t, lc.Leaked())
+}
+
+func TestRealRollbackRefusesToCrossAMount(t *testing.T) {
+	// A mount nobody journaled lands inside the bundle: the rollback must
+	// not delete what is on it, and says so; Destroy finishes once it is
+	// gone.
+	var extra string
+	var b *sandbox.Builder
+	injected := errors.New("injected")
+	b, lc := realBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
+		if s != sandbox.StepNetns || extra != "" {
+			return nil
+		}
+		extra = filepath.Join(b.Options().RunDir, "sandboxes", id, "extra")
+		if err := os.Mkdir(extra, 0o700); err != nil {
+			return err
+		}
+		if err := unix.Mount("tmpfs", extra, "tmpfs", 0, "size=4k"); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(extra, "precious"), []byte("x"), 0o600); err != nil {
+			return err
+		}
+		return injected
+	}})
+	ctx := context.Background()
+	_, err := b.Build(ctx, podConfig("web"))
+	var se *sandbox.StepError
+	require.ErrorAs(t, err, &se)
+	require.Error(t, se.RollbackErr)
+	assert.Contains(t, se.RollbackErr.Error(), "still a mount point")
+	assert.FileExists(t, filepath.Join(extra, "precious"), "nothing deleted across the mount")
+	sb, err := b.Load(se.ID)
+	require.NoError(t, err)
+	assert.Equal(t, sandbox.StateNeedsCleanup, sb.State)
+
+	require.Error(t, sb.Destroy(ctx), "still in the way")
+	require.NoError(t, unix.Unmount(extra, 0))
+	require.NoError(t, sb.Destroy(ctx))
+	assert.Empty(t, lc.Leaked())
+}
+
+func TestRealConcurrentBuilds(t *testing.T) {
+	b, lc := realBuilder(t, sandbox.Options{})
+	ctx := context.Background()
+
+	// 200 Build+Destroy cycles across 4 goroutines, distinct names.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("pod-%d-%d", g, i)))
+				if err == nil {
+					err = sb.Destroy(ctx)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.Empty(t, lc.Leaked())
+
+	// 4 goroutines race for one name: one wins, the others are told who.
+	results := make([]error, 4)
+	sbs := make([]*sandbox.Sandbox, 4)
+	for i := range results {
+		wg.Go(func() { sbs[i], results[i] = b.Build(ctx, podConfig("contended")) })
+	}
+	wg.Wait()
+	var winner *sandbox.Sandbox
+	for i, err := range results {
+		if err == nil {
+			require.Nil(t, winner)
+			winner = sbs[i]
+		}
+	}
+	require.NotNil(t, winner)
+	for _, err := range results {
+		if err != nil {
+			var nr *sandbox.NameReservedError
+			require.ErrorAs(t, err, &nr)
+			assert.Equal(t, winner.ID, nr.ID)
+		}
+	}
+	require.NoError(t, winner.Destroy(ctx))
+	assert.Empty(t, lc.Leaked())
+}
+
+// TestRealRecoverAfterCrash kills a building child process at every point
+// (see crashPoints) on the real host, then recovers.
+func TestRealRecoverAfterCrash(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, at := range crashPoints() {
+		if strings.HasSuffix(at, ":attach") {
+			continue // no network on the real host here: netns/cni tests it
+		}
+		t.Run(at, func(t *testing.T) {
+			root := t.TempDir()
+			opts := realOptions(t, root, sandbox.Options{})
+			b, err := sandbox.NewBuilder(opts)
+			require.NoError(t, err)
+			_, err = b.Prepare()
+			require.NoError(t, err)
+			lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir})
+
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), envCrashDir+"="+root, envCrashAt+"="+at, envCrashReal+"=1")
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "%s", out)
+			ws := ee.Sys().(syscall.WaitStatus)
+			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "the child died at %s: %v %s", at, err, out)
+
+			ctx := context.Background()
+			_, err = b.Recover(ctx)
+			require.NoError(t, err)
+			if at == "built" {
+				list, err := b.List()
+				require.NoError(t, err)
+				require.Len(t, list, 1)
+				require.NoError(t, list[0].Destroy(ctx))
+			}
+			assert.Empty(t, lc.Leaked(), "after a crash at %s", at)
+		})
+	}
+}
+
+func TestBuiltBundleRuns(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, name := range []string{"runc", "crun"} {
+		t.Run(name, func(t *testing.T) {
+			rt := testutil.NewRuntime(t, name)
+			b, lc := realBuilder(t, sandbox.Options{})
+			ctx := context.Background()
+			sb, err := b.Build(ctx, podConfig("web"))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = sb.Destroy(ctx) })
+
+			pid, err := rt.Create(sb.ID, sb.BundleDir)
+			require.NoError(t, err)
+			lc.TrackProcess(pid)
+			w, err := testutil.NewExecWatcher()
+			require.NoError(t, err)
+			defer w.Close()
+			require.NoError(t, rt.Start(sb.ID))
+			require.NoError(t, w.Wait(pid, time.Minute))
+
+			var pinned, inside unix.Stat_t
+			require.NoError(t, unix.Stat(sb.NetnsPath, &pinned))
+			require.NoError(t, unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &inside))
+			assert.Equal(t, pinned.Ino, inside.Ino)
+			out, err := exec.Command("nsenter", "-t", fmt.Sprint(pid), "-u", "hostname").Output()
+			require.NoError(t, err)
+			assert.Equal(t, "web", strings.TrimSpace(string(out)))
+			resolv, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/resolv.conf", pid))
+			require.NoError(t, err)
+			assert.Equal(t, "nameserver 192.0.2.53\n", string(resolv))
+			hosts, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/hosts", pid))
+			require.NoError(t, err)
+			assert.Contains(t, string(hosts), "localhost")
+			sysctl, err := exec.Command("nsenter", "-t", fmt.Sprint(pid), "-n", "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start").Output()
+			require.NoError(t, err)
+			assert.Equal(t, "80", strings.TrimSpace(string(sysctl)))
+
+			require.NoError(t, rt.Stop(sb.ID, pid))
+			require.NoError(t, testutil.RemoveCgroup(sb.CgroupsPath, sb.CgroupParent))
+			require.NoError(t, sb.Destroy(ctx))
+			assert.Empty(t, lc.Leaked())
+		})
+	}
+}

@@ -1,0 +1,199 @@
+package sandbox_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/sandbox/sandboxtest"
+)
+
+// Crash tests run a Build in a child process (this test binary, re-run in
+// crash mode by TestMain) that SIGKILLs itself at a chosen point, then
+// Recover in this process, and check that nothing is left.
+const (
+	envCrashDir  = "PODSMITH_TEST_CRASH_DIR"
+	envCrashAt   = "PODSMITH_TEST_CRASH_AT"
+	envCrashReal = "PODSMITH_TEST_CRASH_REAL" // "1": the real host, not the fakes
+)
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envCrashDir); dir != "" {
+		crashChild(dir, os.Getenv(envCrashAt))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashPoints are where the child dies: before a step starts
+// ("step:<step>"), as a host operation begins ("op:<kind>") or right after
+// it succeeded ("done:<kind>"), or after the Build returned ("built").
+func crashPoints() []string {
+	var pts []string
+	for _, s := range sandbox.Steps() {
+		pts = append(pts, "step:"+string(s))
+	}
+	for _, op := range []string{"bind", "mount-shm", "netns-create", "attach"} {
+		pts = append(pts, "op:"+op, "done:"+op)
+	}
+	return append(pts, "built")
+}
+
+func die() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} }
+
+// Host seams that die around one operation.
+type (
+	dyingNetNS struct {
+		sandbox.NetNSManager
+		at string
+	}
+	dyingMounter struct {
+		sandbox.Mounter
+		at string
+	}
+	dyingNetwork struct {
+		sandbox.Network
+		at string
+	}
+)
+
+func around(at, kind string, fn func() error) error {
+	if at == "op:"+kind {
+		die()
+	}
+	err := fn()
+	if at == "done:"+kind && err == nil {
+		die()
+	}
+	return err
+}
+
+func (d dyingNetNS) Create(dir, name string) (p string, err error) {
+	err = around(d.at, "netns-create", func() error { p, err = d.NetNSManager.Create(dir, name); return err })
+	return p, err
+}
+
+func (d dyingMounter) MountShm(path string, size int64, label string) error {
+	return around(d.at, "mount-shm", func() error { return d.Mounter.MountShm(path, size, label) })
+}
+
+func (d dyingMounter) BindReadOnly(src, dst string) error {
+	return around(d.at, "bind", func() error { return d.Mounter.BindReadOnly(src, dst) })
+}
+
+func (d dyingNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (r *sandbox.AttachResult, err error) {
+	err = around(d.at, "attach", func() error { r, err = d.Network.Attach(ctx, a); return err })
+	return r, err
+}
+
+func crashOptions(dir string) (sandbox.Options, *sandboxtest.Host, error) {
+	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
+	if err != nil {
+		return sandbox.Options{}, nil, err
+	}
+	o := sandbox.Options{StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns")}
+	return o, h, h.Apply(&o)
+}
+
+func crashChild(dir, at string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var o sandbox.Options
+	var err error
+	if os.Getenv(envCrashReal) == "1" {
+		if o, err = realOptionsAt(dir, sandbox.Options{}); err != nil {
+			fail(err)
+		}
+		o.NetNS, o.Mounter = sandbox.HostNetNS(), sandbox.HostMounter()
+	} else {
+		if o, _, err = crashOptions(dir); err != nil {
+			fail(err)
+		}
+		o.Network = dyingNetwork{o.Network, at}
+	}
+	o.NetNS, o.Mounter = dyingNetNS{o.NetNS, at}, dyingMounter{o.Mounter, at}
+	next := o.BeforeStep
+	o.BeforeStep = func(ctx context.Context, id string, s sandbox.Step) error {
+		if at == "step:"+string(s) {
+			die()
+		}
+		if next != nil {
+			return next(ctx, id, s)
+		}
+		return nil
+	}
+	b, err := sandbox.NewBuilder(o)
+	if err != nil {
+		fail(err)
+	}
+	if _, err := b.Build(context.Background(), podConfig("crash")); err != nil {
+		fail(err)
+	}
+	if at == "built" {
+		die()
+	}
+	os.Exit(3) // the crash point was never reached
+}
+
+func TestRecoverAfterCrash(t *testing.T) {
+	for _, at := range crashPoints() {
+		t.Run(at, func(t *testing.T) {
+			dir := t.TempDir()
+			o, h, err := crashOptions(dir)
+			require.NoError(t, err)
+			b, err := sandbox.NewBuilder(o)
+			require.NoError(t, err)
+			before := tree(t, b, h)
+
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashAt+"="+at)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "%s", out)
+			ws := ee.Sys().(syscall.WaitStatus)
+			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "the child died at %s: %v %s", at, err, out)
+
+			ctx := context.Background()
+			list, err := b.List()
+			require.NoError(t, err)
+			wantState := sandbox.StateNeedsCleanup
+			if at == "built" {
+				wantState = sandbox.StateBuilt
+			}
+			for _, sb := range list {
+				assert.Equal(t, wantState, sb.State)
+			}
+
+			rep, err := b.Recover(ctx)
+			require.NoError(t, err)
+			if at == "built" {
+				// A built sandbox is the caller's to destroy.
+				assert.Empty(t, rep.Destroyed)
+				require.Len(t, list, 1)
+				require.NoError(t, list[0].Destroy(ctx))
+			} else if strings.HasPrefix(at, "step:") && at != "step:validate" && at != "step:reserve" || !strings.HasPrefix(at, "step:") {
+				assert.Len(t, rep.Destroyed, 1)
+			}
+			assert.Empty(t, rep.Orphans, "the journal knew of everything")
+			assert.Equal(t, before, tree(t, b, h), "nothing left after a crash at %s", at)
+
+			again, err := b.Recover(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, again.Destroyed, "Recover is idempotent")
+			sb, err := b.Build(ctx, podConfig("crash"))
+			require.NoError(t, err, "the name is free")
+			require.NoError(t, sb.Destroy(ctx))
+		})
+	}
+}

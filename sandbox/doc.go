@@ -1,0 +1,39 @@
+// Package sandbox builds Kubernetes pod sandboxes: given a pod's Config it
+// produces a ready OCI bundle for the pause process and the host resources
+// the bundle points at, in one transaction.
+//
+// A Builder holds a node's settings (Options) and is safe for concurrent
+// use. Plan validates a Config and computes everything (ID, name, paths,
+// cgroup, the complete spec) with no side effect, returning every problem
+// at once in a *ConfigError with field paths. Build runs the steps (see
+// Steps): reserve the name, make the bundle dir, write resolv.conf,
+// hostname and hosts, bind the shared pause rootfs, mount /dev/shm, create
+// and pin the network namespace, attach it to the network, write
+// config.json.
+//
+// The journal. Before each step changes the host, it appends the undo of
+// that change to the sandbox's journal (a file in the state dir) as data:
+// {"op":"unmount","path":...}, {"op":"netns-remove",...},
+// {"op":"cni-del",...}. A failed Build replays the journal backwards;
+// Destroy is the same replay; Recover replays the journals that crashed
+// Builds and Destroys left, even after a reboot. Every undo treats "never
+// happened" and "already undone" as success, every undo runs even when one
+// fails (the errors are joined), and what could not be undone stays in
+// the journal, the sandbox then reported as StateNeedsCleanup until a
+// Destroy finishes it. Rollbacks run on a context detached from the
+// caller's, so a cancelled request still cleans up.
+//
+// The host-facing work goes through small interfaces (NetNSManager,
+// Mounter, RootfsProvider, Network) whose defaults are podsmith's netns,
+// mounts and spec packages; package sandboxtest fakes them so code that
+// embeds a Builder can be tested as a normal user.
+//
+// What it is not for: it does not start the pause process (give BundleDir
+// to runc or crun), pull images, or manage containers. Building needs root
+// (CAP_SYS_ADMIN, CAP_NET_ADMIN) and Linux; Plan needs neither.
+//
+// Errors are typed and never need matching on text: ErrInvalidConfig
+// (*ConfigError, *DecodeError), ErrNameReserved (*NameReservedError,
+// with the holder's ID), ErrNotFound, ErrNotSupported, and *StepError for
+// a step that failed, which unwraps to its cause.
+package sandbox

@@ -1,0 +1,119 @@
+package sandbox
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/podsmith/podsmith/mounts"
+	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/spec"
+)
+
+// NetNSManager creates and removes pinned network namespaces. The default
+// is the netns package.
+type NetNSManager interface {
+	// Create makes a network namespace with lo up, pinned at dir/name, and
+	// returns the pin's path.
+	Create(dir, name string) (string, error)
+	// Remove unpins it; a pin that is gone is success.
+	Remove(path string) error
+}
+
+// Mounter makes the sandbox's mounts. The default is the mounts package.
+type Mounter interface {
+	// MountShm creates the directory path and mounts a shm tmpfs of size
+	// bytes on it.
+	MountShm(path string, size int64, mountLabel string) error
+	// BindReadOnly creates the directory dst and binds src on it
+	// read-only.
+	BindReadOnly(src, dst string) error
+	// Unmount unmounts what is on path and removes the directory; a path
+	// that is gone or not mounted is success.
+	Unmount(path string) error
+}
+
+// RootfsProvider prepares the shared pause rootfs. The default is
+// spec.PreparePauseRootfs.
+type RootfsProvider interface {
+	PreparePauseRootfs(dir string, opts spec.PauseOptions) (*spec.PauseRootfs, error)
+}
+
+// Network attaches a pod's network namespace to the node's networks. An
+// implementation must be safe for concurrent use. netns/cni implements it
+// with CNI plugins.
+type Network interface {
+	// Attach connects the pod (CNI ADD) and returns its addresses.
+	Attach(ctx context.Context, a *Attachment) (*AttachResult, error)
+	// Detach disconnects it (CNI DEL). It must be idempotent, and must
+	// release the pod's addresses even when a.NetnsPath is empty (the pin
+	// is gone, as after a reboot).
+	Detach(ctx context.Context, a *Attachment) error
+	// Check verifies a live attachment (CNI CHECK).
+	Check(ctx context.Context, a *Attachment) error
+}
+
+// Attachment is what a Network needs to attach or detach a pod. The
+// journal records it before Attach runs, so a later Detach (after a
+// failure, a crash or a reboot) gets the same one.
+type Attachment struct {
+	SandboxID    string            `json:"sandbox_id"`
+	NetnsPath    string            `json:"netns_path,omitempty"`
+	PodName      string            `json:"pod_name"`
+	PodNamespace string            `json:"pod_namespace"`
+	PodUID       string            `json:"pod_uid"`
+	PortMappings []PortMapping     `json:"port_mappings,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	CgroupParent string            `json:"cgroup_parent,omitempty"`
+}
+
+// AttachResult is what a Network reports of an attachment.
+type AttachResult struct {
+	// IPs are the pod's addresses, the primary first.
+	IPs []netip.Addr
+}
+
+// The real host.
+type (
+	hostNetNS   struct{}
+	hostMounter struct{}
+	hostRootfs  struct{}
+)
+
+func (hostNetNS) Create(dir, name string) (string, error) {
+	ns, err := netns.New(dir, name)
+	if err != nil {
+		return "", err
+	}
+	return ns.Path(), nil
+}
+
+func (hostNetNS) Remove(path string) error { return netns.Remove(path) }
+
+func (hostMounter) MountShm(path string, size int64, mountLabel string) error {
+	_, err := mounts.MountShm(path, mounts.ShmOptions{Size: size, Max: size, MountLabel: mountLabel})
+	return err
+}
+
+func (hostMounter) BindReadOnly(src, dst string) error { return mounts.BindReadOnly(src, dst) }
+
+func (hostMounter) Unmount(path string) error { return mounts.Unmount(path) }
+
+func (hostRootfs) PreparePauseRootfs(dir string, opts spec.PauseOptions) (*spec.PauseRootfs, error) {
+	return spec.PreparePauseRootfs(dir, opts)
+}
+
+var (
+	_ NetNSManager   = hostNetNS{}
+	_ Mounter        = hostMounter{}
+	_ RootfsProvider = hostRootfs{}
+)
+
+// HostNetNS returns the real NetNSManager (the netns package), for
+// embedders that wrap it.
+func HostNetNS() NetNSManager { return hostNetNS{} }
+
+// HostMounter returns the real Mounter (the mounts package).
+func HostMounter() Mounter { return hostMounter{} }
+
+// HostRootfs returns the real RootfsProvider (spec.PreparePauseRootfs).
+func HostRootfs() RootfsProvider { return hostRootfs{} }

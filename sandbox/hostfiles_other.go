@@ -1,0 +1,10 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"os"
+	"time"
+)
+
+func inodeAndCtime(os.FileInfo) (int64, time.Time) { return 0, time.Time{} }

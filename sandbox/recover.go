@@ -1,0 +1,143 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// RecoverReport says what Recover cleaned up.
+type RecoverReport struct {
+	// Destroyed are the sandboxes whose unfinished Build or Destroy was
+	// undone.
+	Destroyed []string
+	// Orphans are name links, bundle dirs and netns pins that belonged to
+	// no sandbox, and were removed.
+	Orphans []string
+}
+
+// Recover finishes what crashed Builds and Destroys left behind, as after a
+// crash or a reboot: it destroys every sandbox that is neither built nor
+// being built, and every sandbox whose Destroy did not finish; then it
+// removes name links, bundle dirs and netns pins that belong to no sandbox.
+// Built sandboxes are left alone (after a reboot their pause processes are
+// gone; the caller decides, and their Destroy still releases their
+// network). Call it when the node's runtime starts. It goes on after an
+// error and returns them all, joined.
+func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
+	rep := &RecoverReport{}
+	var errs []error
+	ids, err := b.ids()
+	if err != nil {
+		return rep, fmt.Errorf("sandbox: recover: %w", err)
+	}
+	for _, id := range ids {
+		sb, err := b.Load(id)
+		if errors.Is(err, ErrNotFound) {
+			continue // destroyed meanwhile
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if sb.State == StateBuilt || sb.State == StateBuilding {
+			continue
+		}
+		if err := b.Destroy(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Destroyed = append(rep.Destroyed, id)
+	}
+	rep.Orphans, err = b.sweepOrphans()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return rep, errors.Join(errs...)
+}
+
+// sweepOrphans removes what belongs to no sandbox. A Build makes its
+// journal before anything else and a Destroy removes it after everything
+// else, so a thing whose sandbox has no journal is an orphan, not a build
+// in progress.
+func (b *Builder) sweepOrphans() ([]string, error) {
+	var removed []string
+	var errs []error
+	for _, names := range []string{filepath.Join(b.opts.RunDir, "names"), filepath.Join(b.opts.StateDir, "names")} {
+		ents, err := os.ReadDir(names)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		for _, e := range ents {
+			link := filepath.Join(names, e.Name())
+			owner, err := os.Readlink(link)
+			if err != nil || b.alive(owner) {
+				continue
+			}
+			if err := removeLinkTo(link, owner); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, link)
+		}
+	}
+	// A journal left in the run dir by a crash while it moved to the state
+	// dir: the moved one is complete.
+	if ents, err := os.ReadDir(filepath.Join(b.opts.RunDir, "journals")); err == nil {
+		for _, e := range ents {
+			durable := b.durableJournal(e.Name())
+			if _, err := os.Lstat(durable); err != nil {
+				continue
+			}
+			stale := b.volatileJournal(e.Name())
+			if err := os.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, stale)
+		}
+	}
+	bundles := filepath.Join(b.opts.RunDir, "sandboxes")
+	if ents, err := os.ReadDir(bundles); err == nil {
+		for _, e := range ents {
+			if !isID(e.Name()) || b.alive(e.Name()) {
+				continue
+			}
+			dir := filepath.Join(bundles, e.Name())
+			err := errors.Join(
+				b.opts.Mounter.Unmount(filepath.Join(dir, "rootfs")),
+				b.opts.Mounter.Unmount(filepath.Join(dir, "shm")),
+			)
+			if err == nil {
+				err = removeTree(dir)
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, dir)
+		}
+	}
+	if ents, err := os.ReadDir(b.opts.NetnsDir); err == nil {
+		for _, e := range ents {
+			id, ok := strings.CutPrefix(e.Name(), netnsName(""))
+			if !ok || !isID(id) || b.alive(id) {
+				continue
+			}
+			pin := filepath.Join(b.opts.NetnsDir, e.Name())
+			if err := b.opts.NetNS.Remove(pin); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, pin)
+		}
+	}
+	return removed, errors.Join(errs...)
+}

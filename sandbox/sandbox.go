@@ -1,0 +1,393 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/journal"
+	"github.com/podsmith/podsmith/mounts"
+	"github.com/podsmith/podsmith/spec"
+)
+
+// State is where a sandbox is in its life, as its journal tells.
+type State string
+
+const (
+	// StateBuilding: a Build is running (its journal is locked).
+	StateBuilding State = "building"
+	// StateBuilt: the bundle is ready (config.json written).
+	StateBuilt State = "built"
+	// StateNeedsCleanup: a Build or Destroy did not finish (it failed to
+	// undo something, or its process died); Destroy (or Recover) finishes
+	// it.
+	StateNeedsCleanup State = "needs-cleanup"
+)
+
+// Sandbox is a sandbox on the node.
+type Sandbox struct {
+	ID   string
+	Name string
+	// Config is the pod's request.
+	Config   *Config
+	Hostname string
+	// BundleDir is the OCI bundle to give the runtime.
+	BundleDir string
+	// NetnsPath is the pinned network namespace ("" with host network).
+	NetnsPath string
+	// IPs are the pod's addresses from the network, the primary first.
+	IPs          []netip.Addr
+	Files        Files
+	ShmSize      int64
+	CgroupParent string
+	CgroupsPath  string
+	CgroupDir    string
+	Created      time.Time
+	// Timings are the durations of the Build's steps.
+	Timings []StepTiming
+	State   State
+	// Spec is the pause's spec (nil unless built).
+	Spec *spec.Spec
+
+	b       *Builder
+	journal journal.Snapshot // what Build wrote, so Destroy need not read it back
+}
+
+// isID reports whether s looks like a sandbox ID (64 lowercase hex).
+func isID(s string) bool {
+	return len(s) == 64 && strings.IndexFunc(s, func(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') }) < 0
+}
+
+// Load returns the sandbox with the given ID, from its journal: built,
+// being built, or needing cleanup. ErrNotFound if there is none.
+func (b *Builder) Load(id string) (*Sandbox, error) {
+	if !isID(id) {
+		return nil, fmt.Errorf("%w: %q is not a sandbox ID", ErrNotFound, truncate(id))
+	}
+	path := b.findJournal(id)
+	if path == "" {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	recs, err := journal.Read(path)
+	if journal.IsNotExist(err) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	return b.fromRecords(id, recs)
+}
+
+func (b *Builder) fromRecords(id string, recs []journal.Record) (*Sandbox, error) {
+	if len(recs) == 0 || recs[0].Op != opBegin {
+		// Created, then the process died before the first record.
+		return &Sandbox{ID: id, State: b.unfinishedState(id), b: b}, nil
+	}
+	var sr sandboxRecord
+	if err := json.Unmarshal(recs[0].Data, &sr); err != nil {
+		return nil, fmt.Errorf("sandbox %s: journal: %w", id, err)
+	}
+	sb := &Sandbox{
+		ID: sr.ID, Name: sr.Name, Config: sr.Config, Hostname: sr.Hostname, BundleDir: sr.BundleDir,
+		NetnsPath: sr.NetnsPath, Files: sr.Files, ShmSize: sr.ShmSize, CgroupParent: sr.CgroupParent,
+		CgroupsPath: sr.CgroupsPath, CgroupDir: sr.CgroupDir, Created: sr.Created, b: b,
+	}
+	built, destroying := false, false
+	for _, r := range recs {
+		switch r.Op {
+		case opBuilt:
+			var br builtRecord
+			if err := json.Unmarshal(r.Data, &br); err != nil {
+				return nil, fmt.Errorf("sandbox %s: journal: %w", id, err)
+			}
+			built, sb.IPs, sb.Timings = true, br.IPs, br.Timings
+		case opDestroying:
+			destroying = true
+		}
+	}
+	switch {
+	case built && !destroying:
+		sb.State = StateBuilt
+		s, err := spec.Load(sb.BundleDir)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", id, err)
+		}
+		sb.Spec = s
+	case destroying:
+		sb.State = StateNeedsCleanup
+	default:
+		sb.State = b.unfinishedState(id)
+	}
+	return sb, nil
+}
+
+// unfinishedState tells a Build in progress (its journal is locked) from
+// one that died.
+func (b *Builder) unfinishedState(id string) State {
+	f, err := os.Open(b.findJournal(id))
+	if err != nil {
+		return StateNeedsCleanup
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return StateBuilding
+	}
+	return StateNeedsCleanup
+}
+
+// findJournal returns the path of a sandbox's journal: in the state dir
+// if it moved there, else in the run dir; "" if it has none.
+func (b *Builder) findJournal(id string) string {
+	for _, p := range []string{b.durableJournal(id), b.volatileJournal(id)} {
+		if _, err := os.Lstat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// alive reports whether a sandbox with this ID has a journal.
+func (b *Builder) alive(id string) bool { return isID(id) && b.findJournal(id) != "" }
+
+// ids returns the IDs of every sandbox with a journal, sorted.
+func (b *Builder) ids() ([]string, error) {
+	seen := map[string]bool{}
+	for _, dir := range []string{filepath.Join(b.opts.StateDir, "journals"), filepath.Join(b.opts.RunDir, "journals")} {
+		ents, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // not prepared yet: no sandboxes
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		for _, e := range ents {
+			if isID(e.Name()) {
+				seen[e.Name()] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
+}
+
+// List returns every sandbox of the node, in creation order.
+func (b *Builder) List() ([]*Sandbox, error) {
+	ids, err := b.ids()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Sandbox
+	for _, id := range ids {
+		sb, err := b.Load(id)
+		if errors.Is(err, ErrNotFound) {
+			continue // destroyed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sb)
+	}
+	slices.SortFunc(out, func(a, c *Sandbox) int { return a.Created.Compare(c.Created) })
+	return out, nil
+}
+
+// LookupName returns the sandbox holding a name
+// (k8s_<name>_<namespace>_<uid>_<attempt>); ErrNotFound if none.
+func (b *Builder) LookupName(name string) (*Sandbox, error) {
+	for _, link := range []string{b.volatileName(name), b.durableName(name)} {
+		owner, err := b.nameOwner(link)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		if owner != "" {
+			return b.Load(owner)
+		}
+	}
+	return nil, fmt.Errorf("%w: no sandbox named %q", ErrNotFound, name)
+}
+
+// Find returns the sandbox with the given ID, unique ID prefix or name.
+func (b *Builder) Find(ref string) (*Sandbox, error) {
+	if isID(ref) {
+		return b.Load(ref)
+	}
+	if sb, err := b.LookupName(ref); err == nil || !errors.Is(err, ErrNotFound) {
+		return sb, err
+	}
+	if ref == "" || strings.IndexFunc(ref, func(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') }) >= 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, truncate(ref))
+	}
+	ids, err := b.ids()
+	if err != nil {
+		return nil, err
+	}
+	var match string
+	for _, id := range ids {
+		if strings.HasPrefix(id, ref) {
+			if match != "" {
+				return nil, fmt.Errorf("%w: %q matches more than one sandbox", ErrNotFound, ref)
+			}
+			match = id
+		}
+	}
+	if match == "" {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, ref)
+	}
+	return b.Load(match)
+}
+
+// Destroy tears the sandbox down: it replays the journal backwards (the
+// same undo as a failed Build's rollback), on a context detached from ctx
+// with Options.UndoTimeout. Every undo runs even when one fails; the errors
+// are joined, and what could not be undone stays in the journal (the
+// sandbox is then in StateNeedsCleanup) for the next Destroy. Destroying a
+// sandbox that is gone is success. Stop the pause process first: the
+// runtime's container still uses the bundle.
+func (s *Sandbox) Destroy(ctx context.Context) error { return s.b.destroy(ctx, s.ID, s.journal) }
+
+// Destroy destroys the sandbox with the given ID (see Sandbox.Destroy). It
+// waits for a Build of it in progress to finish.
+func (b *Builder) Destroy(ctx context.Context, id string) error {
+	return b.destroy(ctx, id, journal.Snapshot{})
+}
+
+func (b *Builder) destroy(ctx context.Context, id string, known journal.Snapshot) error {
+	if !isID(id) {
+		return fmt.Errorf("%w: %q is not a sandbox ID", ErrNotFound, truncate(id))
+	}
+	j, err := b.openJournal(id, known)
+	if journal.IsNotExist(err) {
+		return nil // never built, or already destroyed
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", shortID(id), err)
+	}
+	defer j.Close()
+	if _, err := j.Append(journal.Record{Op: opDestroying}, false); err != nil {
+		return fmt.Errorf("sandbox %s: %w", shortID(id), err)
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
+	defer cancel()
+	if err := b.replay(uctx, j); err != nil {
+		return fmt.Errorf("sandbox %s: destroy: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// openJournal opens and locks a sandbox's journal, waiting for a Build or
+// Destroy that holds it, and following it if it moved meanwhile.
+func (b *Builder) openJournal(id string, known journal.Snapshot) (*journal.Journal, error) {
+	for {
+		path := b.findJournal(id)
+		if path == "" {
+			return nil, fs.ErrNotExist
+		}
+		j, err := journal.OpenKnown(path, known)
+		if errors.Is(err, journal.ErrGone) {
+			continue // moved to the state dir, or removed: look again
+		}
+		return j, err
+	}
+}
+
+// replay undoes, newest first, every undo record of j not yet undone,
+// marking each one done as it goes. When everything is undone it removes
+// the journal.
+func (b *Builder) replay(ctx context.Context, j *journal.Journal) error {
+	recs := j.Records()
+	undone := make(map[int]bool, len(recs))
+	for _, r := range recs {
+		if r.Op == opUndone {
+			undone[r.Ref] = true
+		}
+	}
+	var errs []error
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if !isUndo(r.Op) || undone[r.Seq] {
+			continue
+		}
+		if err := b.undo(ctx, r); err != nil {
+			errs = append(errs, fmt.Errorf("undo %s %s: %w", r.Op, r.Path, err))
+			continue
+		}
+		if _, err := j.Append(journal.Record{Op: opUndone, Ref: r.Seq}, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return j.Remove()
+}
+
+// undo undoes one record. Each undo treats "never happened" and "already
+// undone" as success.
+func (b *Builder) undo(ctx context.Context, r journal.Record) error {
+	switch r.Op {
+	case opReleaseName:
+		return removeLinkTo(r.Path, r.Name)
+	case opRemoveDir:
+		return removeTree(r.Path)
+	case opUnmount:
+		return b.opts.Mounter.Unmount(r.Path)
+	case opNetnsRemove:
+		return b.opts.NetNS.Remove(r.Path)
+	case opDetach:
+		var a Attachment
+		if err := json.Unmarshal(r.Data, &a); err != nil {
+			return err
+		}
+		if b.opts.Network == nil {
+			return errors.New("the journal holds a network attachment, but the Builder has no Network to detach it")
+		}
+		return b.opts.Network.Detach(ctx, &a)
+	}
+	return fmt.Errorf("unknown journal operation %q", r.Op)
+}
+
+// removeTree removes a directory tree without ever entering a mount point:
+// a mount left inside (an unmount that failed) is an error, not a reason
+// to delete what is on the mounted file system.
+func removeTree(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			mounted, err := mounts.IsMountPoint(p)
+			if err != nil && !errors.Is(err, mounts.ErrNotSupported) {
+				return err
+			}
+			if mounted {
+				return fmt.Errorf("%s is still a mount point", p)
+			}
+			if err := removeTree(p); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
