@@ -12,9 +12,18 @@ endif
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 MODULES := . $(patsubst %/go.mod,%,$(wildcard examples/go.mod))
 
-.PHONY: test deps lint fmt vet staticcheck unit demo bench clean
+.PHONY: test deps lint fmt vet staticcheck unit demo podctl bench clean
 
 test: deps lint unit
+
+# The quickstart: build podctl, run examples/pods/basic.json with runc,
+# look inside the pause, stop and remove it (hack/demo.sh).
+demo: deps podctl
+	@./hack/demo.sh
+
+podctl:
+	@mkdir -p $(BIN)
+	cd examples && $(GO) build -o $(BIN)/podctl ./podctl
 
 deps:
 	@./hack/install-deps.sh

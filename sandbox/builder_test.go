@@ -658,3 +658,42 @@ func TestNewBuilderWritesNothingAndPrepareReportsThePauseBinary(t *testing.T) {
 	require.ErrorIs(t, err, spec.ErrNoPauseBinary)
 	assert.Contains(t, err.Error(), "install catatonit")
 }
+
+func TestReleaseNetwork(t *testing.T) {
+	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+	before := tree(t, b, h)
+	ctx := context.Background()
+	sb, err := b.Build(ctx, podConfig("web"))
+	require.NoError(t, err)
+	require.NoError(t, sb.ReleaseNetwork(ctx))
+	assert.Empty(t, sb.IPs)
+	att, err := h.Attachments()
+	require.NoError(t, err)
+	assert.Empty(t, att, "the address is released")
+	loaded, err := b.Load(sb.ID)
+	require.NoError(t, err)
+	assert.Equal(t, sandbox.StateBuilt, loaded.State, "everything else stays")
+	assert.Empty(t, loaded.IPs)
+	assert.FileExists(t, sb.NetnsPath)
+	require.NoError(t, loaded.ReleaseNetwork(ctx), "twice")
+
+	require.NoError(t, sb.Destroy(ctx))
+	var detaches int
+	for _, op := range h.Ops() {
+		if op.Kind == "detach" {
+			detaches++
+		}
+	}
+	assert.Equal(t, 1, detaches, "Destroy does not detach again")
+	assert.Equal(t, before, tree(t, b, h))
+	require.NoError(t, sb.ReleaseNetwork(ctx), "after Destroy: nothing to do")
+
+	// A sandbox without a network: nothing to release.
+	cfg := podConfig("host")
+	cfg.Linux = &sandbox.LinuxConfig{SecurityContext: &sandbox.SecurityContext{NamespaceOptions: &sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}}}
+	cfg.Hostname = ""
+	hsb, err := b.Build(ctx, cfg)
+	require.NoError(t, err)
+	require.NoError(t, hsb.ReleaseNetwork(ctx))
+	require.NoError(t, hsb.Destroy(ctx))
+}

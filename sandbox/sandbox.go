@@ -103,7 +103,8 @@ func (b *Builder) fromRecords(id string, recs []journal.Record) (*Sandbox, error
 		NetnsPath: sr.NetnsPath, Files: sr.Files, ShmSize: sr.ShmSize, CgroupParent: sr.CgroupParent,
 		CgroupsPath: sr.CgroupsPath, CgroupDir: sr.CgroupDir, Created: sr.Created, b: b,
 	}
-	built, destroying := false, false
+	built, destroying, released := false, false, false
+	undone := undoneSet(recs)
 	for _, r := range recs {
 		switch r.Op {
 		case opBuilt:
@@ -114,7 +115,12 @@ func (b *Builder) fromRecords(id string, recs []journal.Record) (*Sandbox, error
 			built, sb.IPs, sb.Timings = true, br.IPs, br.Timings
 		case opDestroying:
 			destroying = true
+		case opDetach:
+			released = undone[r.Seq]
 		}
+	}
+	if released {
+		sb.IPs = nil
 	}
 	switch {
 	case built && !destroying:
@@ -304,17 +310,22 @@ func (b *Builder) openJournal(id string, known journal.Snapshot) (*journal.Journ
 // marking each one done as it goes. When everything is undone it removes
 // the journal.
 func (b *Builder) replay(ctx context.Context, j *journal.Journal) error {
-	recs := j.Records()
-	undone := make(map[int]bool, len(recs))
-	for _, r := range recs {
-		if r.Op == opUndone {
-			undone[r.Ref] = true
-		}
+	if err := b.undoAll(ctx, j, isUndo); err != nil {
+		return err
 	}
+	return j.Remove()
+}
+
+// undoAll undoes, newest first, the records of j that match and are not
+// undone yet; every undo runs even when one fails, and the errors are
+// joined.
+func (b *Builder) undoAll(ctx context.Context, j *journal.Journal, match func(op string) bool) error {
+	recs := j.Records()
+	undone := undoneSet(recs)
 	var errs []error
 	for i := len(recs) - 1; i >= 0; i-- {
 		r := recs[i]
-		if !isUndo(r.Op) || undone[r.Seq] {
+		if !isUndo(r.Op) || !match(r.Op) || undone[r.Seq] {
 			continue
 		}
 		if err := b.undo(ctx, r); err != nil {
@@ -325,10 +336,41 @@ func (b *Builder) replay(ctx context.Context, j *journal.Journal) error {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+func undoneSet(recs []journal.Record) map[int]bool {
+	undone := make(map[int]bool, len(recs))
+	for _, r := range recs {
+		if r.Op == opUndone {
+			undone[r.Ref] = true
+		}
 	}
-	return j.Remove()
+	return undone
+}
+
+// ReleaseNetwork detaches the sandbox from its network (CNI DEL) and
+// releases its addresses, keeping everything else until Destroy: what
+// CRI's StopPodSandbox does. It is idempotent, and a no-op for a sandbox
+// without a network attachment. Stop the pause process first.
+func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
+	b := s.b
+	j, err := b.openJournal(s.ID, s.journal)
+	if journal.IsNotExist(err) {
+		return nil // destroyed
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", shortID(s.ID), err)
+	}
+	defer j.Close()
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
+	defer cancel()
+	if err := b.undoAll(uctx, j, func(op string) bool { return op == opDetach }); err != nil {
+		return fmt.Errorf("sandbox %s: release network: %w", shortID(s.ID), err)
+	}
+	s.IPs = nil
+	s.journal = j.Snapshot()
+	return nil
 }
 
 // undo undoes one record. Each undo treats "never happened" and "already

@@ -20,9 +20,13 @@ type Leaks struct {
 	// LinkPrefixes: a new network link whose name starts with one of these
 	// belongs to the test (use names unique to the test).
 	LinkPrefixes []string
-	// Ignore lists paths under Roots that the test expects to remain (for
-	// example the Builder's base dirs created after the snapshot).
+	// Ignore lists paths under Roots that the test expects to remain,
+	// with everything under them (a shared pause rootfs, say).
 	Ignore []string
+	// Skeleton lists directories that may be created during the test and
+	// remain (a tool's base directories): only these exact paths, and
+	// only as directories.
+	Skeleton []string
 }
 
 // report formats a set of leaked things, sorted, for a test failure.

@@ -144,9 +144,15 @@ func (lc *LeakCheck) check(repair bool) string {
 	}
 	var leakedFiles []string
 	for _, f := range newItems(lc.files, keys(files)) {
-		if !underAny(f, lc.opts.Ignore) {
-			leakedFiles = append(leakedFiles, f)
+		if underAny(f, lc.opts.Ignore) {
+			continue
 		}
+		if slices.Contains(lc.opts.Skeleton, f) {
+			if st, err := os.Lstat(f); err == nil && st.IsDir() {
+				continue
+			}
+		}
+		leakedFiles = append(leakedFiles, f)
 	}
 	msg.WriteString(report("files", leakedFiles))
 	return msg.String()

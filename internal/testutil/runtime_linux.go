@@ -34,7 +34,7 @@ func NewRuntime(t testing.TB, name string) *Runtime {
 	if bins == nil {
 		return nil
 	}
-	if err := becomeSubreaper(); err != nil {
+	if err := BecomeSubreaper(); err != nil {
 		t.Fatalf("subreaper: %v", err)
 	}
 	dir := t.TempDir()
@@ -59,7 +59,12 @@ var subreaper = sync.OnceValue(func() error {
 	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 })
 
-func becomeSubreaper() error { return subreaper() }
+// BecomeSubreaper makes this process a child subreaper: orphans among its
+// descendants (a pause process whose runtime exited, a monitor whose
+// launcher exited) become its children, so a test can wait for them and
+// reap them (WaitExit) instead of leaving zombies to a PID 1 that may
+// not reap.
+func BecomeSubreaper() error { return subreaper() }
 
 // HybridCgroups reports whether the host mounts cgroup v1 controllers and a
 // cgroup2 hierarchy at /sys/fs/cgroup/unified (systemd's hybrid layout).

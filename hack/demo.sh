@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The quickstart (make demo): build a pod sandbox with podsmith's defaults,
+# start its pause process with runc, look inside it from the host, stop and
+# remove it, and check that nothing is left. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+podctl=${PODCTL:-.bin/podctl}
+pod=examples/pods/basic.json
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+field() { sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p"; }
+
+# What the demo makes beyond the pod: podctl's default directories and the
+# default cgroup parent. Remove at the end only what was not there before.
+made=()
+for d in /var/lib/podsmith /run/podsmith /run/netns; do [ -e "$d" ] || made+=("$d"); done
+had_cgroup=0; ls -d /sys/fs/cgroup/*/podsmith >/dev/null 2>&1 && had_cgroup=1
+
+say "podctl run $pod"
+t0=$(date +%s%N)
+id=$($podctl run "$pod")
+t1=$(date +%s%N)
+echo "$id   (built and started in $(( (t1 - t0) / 1000000 )) ms)"
+
+say "podctl inspect ${id:0:12}"
+$podctl inspect "$id" | tee /tmp/podsmith-demo-inspect.json
+pid=$(field pause_pid < /tmp/podsmith-demo-inspect.json)
+monitor=$(field monitor_pid < /tmp/podsmith-demo-inspect.json)
+bundle=$(field bundle_dir < /tmp/podsmith-demo-inspect.json)
+rm -f /tmp/podsmith-demo-inspect.json
+
+say "from the host, inside the pause process (PID $pid)"
+echo "command:       $(tr '\0' ' ' < /proc/$pid/cmdline)"
+echo "hostname:      $(nsenter -t "$pid" -u hostname)"
+echo "net namespace: $(readlink /proc/$pid/ns/net) (the host's is $(readlink /proc/self/ns/net))"
+echo "interfaces:    $(nsenter -t "$pid" -n ip -brief link | awk '{print $1" "$2}' | paste -sd, -)"
+echo "/dev/shm:      $(grep ' /dev/shm ' /proc/$pid/mountinfo | awk '{print $9" "$NF}')"
+echo "root:          $(awk '$5 == "/" {print $6}' /proc/$pid/mountinfo | tail -1)"
+echo "resolv.conf:"
+sed 's/^/  /' /proc/$pid/root/etc/resolv.conf
+
+say "podctl stop ${id:0:12}; podctl rm ${id:0:12}"
+$podctl stop "$id"
+$podctl rm "$id"
+$podctl ls
+
+say "nothing left behind?"
+left=0
+check() { if [ -n "$2" ]; then echo "left: $1: $2"; left=1; else echo "ok: no $1"; fi; }
+check "mount of the sandbox" "$(grep -F "$id" /proc/self/mountinfo || true)"
+check "netns pin" "$(ls /run/netns 2>/dev/null | grep -F "$id" || true)"
+check "bundle" "$( [ -e "$bundle" ] && echo "$bundle" || true)"
+# The monitor that reaped the pause has exited; its parent is PID 1, which
+# on some VMs reaps orphans only every second or two.
+w0=$(date +%s%N); for _ in $(seq 100); do [ -e "/proc/$monitor" ] || break; sleep 0.1; done; echo "(waited $(( ($(date +%s%N) - w0) / 1000000 )) ms for PID 1 to reap the monitor)" >&2
+check "process of the sandbox" "$(ps -o pid=,stat=,comm= -p "$pid,$monitor" || true)"
+for d in "${made[@]}"; do rm -rf "$d"; done
+if [ $had_cgroup = 0 ]; then
+  for d in /sys/fs/cgroup/*/podsmith; do [ -d "$d" ] && rmdir "$d"; done
+fi
+exit $left
