@@ -60,20 +60,21 @@ func Steps() []Step {
 // Journal operations. The undo ones name what to undo; the others record
 // the sandbox's life.
 const (
-	opBegin       = "begin"        // Data: sandboxRecord
-	opReleaseName = "release-name" // Path: the name link, Name: the ID it holds
-	opRemoveDir   = "remove-dir"   // Path
-	opUnmount     = "unmount"      // Path
-	opNetnsRemove = "netns-remove" // Path
-	opDetach      = "cni-del"      // Data: Attachment
-	opBuilt       = "built"        // Data: builtRecord
-	opDestroying  = "destroying"
-	opUndone      = "undone" // Ref: the undone record's Seq
+	opBegin        = "begin"         // Data: sandboxRecord
+	opReleaseName  = "release-name"  // Path: the name link, Name: the ID it holds
+	opReleaseLabel = "release-label" // Name: the SELinux process label
+	opRemoveDir    = "remove-dir"    // Path
+	opUnmount      = "unmount"       // Path
+	opNetnsRemove  = "netns-remove"  // Path
+	opDetach       = "cni-del"       // Data: Attachment
+	opBuilt        = "built"         // Data: builtRecord
+	opDestroying   = "destroying"
+	opUndone       = "undone" // Ref: the undone record's Seq
 )
 
 func isUndo(op string) bool {
 	switch op {
-	case opReleaseName, opRemoveDir, opUnmount, opNetnsRemove, opDetach:
+	case opReleaseName, opReleaseLabel, opRemoveDir, opUnmount, opNetnsRemove, opDetach:
 		return true
 	}
 	return false
@@ -217,7 +218,7 @@ func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
 	if err := b.hook(ctx, "", StepValidate); err != nil {
 		return nil, &StepError{Step: StepValidate, Err: err}
 	}
-	p, err := b.Plan(cfg)
+	p, err := b.plan(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +282,7 @@ func (bl *build) timed(step Step, t0 time.Time, err error) {
 func (bl *build) fail(ctx context.Context, step Step, err error) error {
 	var nr *NameReservedError
 	if bl.j == nil { // nothing journaled: nothing was done
+		releaseLabel(bl.p.processLabel)
 		if errors.As(err, &nr) {
 			return err
 		}
@@ -331,6 +333,13 @@ func (bl *build) reserve(context.Context) error {
 	}
 	if _, err := j.Append(journal.Record{Op: opBegin, Data: data}, false); err != nil {
 		return err
+	}
+	if p.processLabel != "" {
+		// The label's MCS pair, reserved by the plan, goes back when the
+		// sandbox does.
+		if _, err := j.Append(journal.Record{Op: opReleaseLabel, Name: p.processLabel}, false); err != nil {
+			return err
+		}
 	}
 	return bl.link(b.volatileName(p.Name), false)
 }

@@ -697,3 +697,16 @@ func TestReleaseNetwork(t *testing.T) {
 	require.NoError(t, hsb.ReleaseNetwork(ctx))
 	require.NoError(t, hsb.Destroy(ctx))
 }
+
+func TestLogDirectoryInsideTheBuildersDirsIsRefused(t *testing.T) {
+	b, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
+	o := b.Options()
+	for _, d := range []string{o.StateDir, o.RunDir + "/sandboxes/x", o.NetnsDir + "/logs"} {
+		cfg := podConfig("web")
+		cfg.LogDirectory = d
+		_, err := b.Plan(cfg)
+		var ce *sandbox.ConfigError
+		require.ErrorAs(t, err, &ce, d)
+		assert.Equal(t, "log_directory", ce.Problems[0].Field)
+	}
+}

@@ -67,6 +67,9 @@ func DecodeConfig(data []byte) (*Config, error) {
 			return nil, &DecodeError{Reason: "invalid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}
 		}
 	}
+	if err := noDuplicateKeys(js); err != nil {
+		return nil, err
+	}
 	var raw any
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
@@ -93,10 +96,90 @@ func DecodeConfig(data []byte) (*Config, error) {
 	return &c, nil
 }
 
-// singleYAMLDocument refuses a YAML stream of more than one document: the
-// YAML converter would silently use the first.
+// noDuplicateKeys refuses a JSON document with a key twice in an object:
+// encoding/json would merge the two values, and a reader of the file
+// believe one of them. Paths are written as checkFields writes them.
+func noDuplicateKeys(js []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	type frame struct {
+		t      reflect.Type // the Go type being filled, nil if unknown
+		path   string
+		object bool
+		keys   map[string]bool
+		key    string // the key whose value comes next (objects)
+		index  int    // the index of the next value (arrays)
+	}
+	deref := func(t reflect.Type) reflect.Type {
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		return t
+	}
+	// child returns the path and type of the value about to be read.
+	var stack []*frame
+	child := func() (string, reflect.Type) {
+		if len(stack) == 0 {
+			return "", reflect.TypeFor[Config]()
+		}
+		f := stack[len(stack)-1]
+		switch {
+		case !f.object:
+			var et reflect.Type
+			if f.t != nil && f.t.Kind() == reflect.Slice {
+				et = deref(f.t.Elem())
+			}
+			return fmt.Sprintf("%s[%d]", f.path, f.index), et
+		case f.t != nil && f.t.Kind() == reflect.Map:
+			return fmt.Sprintf("%s[%q]", f.path, f.key), deref(f.t.Elem())
+		case f.t != nil && f.t.Kind() == reflect.Struct:
+			if sf, ok := jsonFields(f.t)[f.key]; ok {
+				return join(f.path, f.key), deref(sf.Type)
+			}
+		}
+		return join(f.path, f.key), nil
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // EOF, or a syntax error the decode reports with more context
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].key == "" {
+			if k, ok := tok.(string); ok {
+				f := stack[n-1]
+				f.key = k
+				if f.keys[k] {
+					path, _ := child()
+					return &DecodeError{Field: path, Reason: "duplicate key"}
+				}
+				f.keys[k] = true
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			path, t := child()
+			stack = append(stack, &frame{t: t, path: path, object: tok == json.Delim('{'), keys: map[string]bool{}})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value (a scalar, or an object or array just closed) is done.
+		if n := len(stack); n > 0 {
+			if f := stack[n-1]; f.object {
+				f.key = ""
+			} else {
+				f.index++
+			}
+		}
+	}
+}
+
+// singleYAMLDocument refuses a YAML stream of more than one document (the
+// converter would silently use the first) and, being strict, a mapping
+// with a key twice.
 func singleYAMLDocument(data []byte) error {
 	dec := yamlv2.NewDecoder(bytes.NewReader(data))
+	dec.SetStrict(true)
 	var doc any
 	for n := 0; ; n++ {
 		err := dec.Decode(&doc)

@@ -49,7 +49,7 @@ type Plan struct {
 	Spec                   *spec.Spec
 
 	resolv, hostnameFile, hosts []byte
-	mountLabel                  string
+	processLabel, mountLabel    string
 }
 
 // Files are the host paths of a sandbox's files.
@@ -111,6 +111,17 @@ func netnsName(id string) string { return "podsmith-" + id }
 // at all. Every problem comes back in one *ConfigError (ErrInvalidConfig),
 // each with its field path. Each call draws a new ID.
 func (b *Builder) Plan(cfg *Config) (*Plan, error) {
+	p, err := b.plan(cfg)
+	if err == nil {
+		// The SELinux MCS pair a plan draws is reserved in this process
+		// only while a sandbox holds it: a plan alone gives it back.
+		releaseLabel(p.processLabel)
+	}
+	return p, err
+}
+
+// plan is Plan, keeping the SELinux label reserved for a Build.
+func (b *Builder) plan(cfg *Config) (*Plan, error) {
 	if cfg == nil {
 		return nil, &ConfigError{Problems: []*Problem{{Reason: "no config"}}}
 	}
@@ -143,6 +154,11 @@ func (b *Builder) Plan(cfg *Config) (*Plan, error) {
 	var probs problems
 	probs.metadata(cfg.Metadata)
 	probs.logDirectory(cfg.LogDirectory)
+	for _, dir := range []string{b.opts.StateDir, b.opts.RunDir, b.opts.NetnsDir} {
+		if d := cfg.LogDirectory; d != "" && (d == dir || strings.HasPrefix(d, dir+"/")) {
+			probs.addf("log_directory", "%q is inside the Builder's own %s: logs must go elsewhere", truncate(d), dir)
+		}
+	}
 	probs.portMappings(cfg.PortMappings)
 	size := probs.keyValues("labels", cfg.Labels) + probs.keyValues("annotations", cfg.Annotations)
 	if size > maxMetadataSize {
@@ -219,10 +235,16 @@ func (b *Builder) Plan(cfg *Config) (*Plan, error) {
 		groups = append(groups, b.checkID(&probs, fmt.Sprintf("linux.security_context.supplemental_groups[%d]", i), g))
 	}
 	seccomp := b.seccompProfile(p.Privileged, sc, &probs)
-	if sc.Apparmor != nil && sc.Apparmor.ProfileType == ProfileLocalhost {
-		probs.addf("linux.security_context.apparmor", "Localhost AppArmor profiles are not supported (podsmith applies none to the pause process)")
+	if sc.Apparmor != nil {
+		switch sc.Apparmor.ProfileType {
+		case ProfileRuntimeDefault, ProfileUnconfined:
+		case ProfileLocalhost:
+			probs.addf("linux.security_context.apparmor", "Localhost AppArmor profiles are not supported (podsmith applies none to the pause process)")
+		default:
+			probs.addf("linux.security_context.apparmor.profile_type", "%s is not a profile type", sc.Apparmor.ProfileType)
+		}
 	}
-	processLabel := b.selinuxLabels(p, sc.SelinuxOptions, &probs)
+	p.processLabel = b.selinuxLabels(p, sc.SelinuxOptions, &probs)
 
 	for _, r := range []struct {
 		field string
@@ -235,6 +257,7 @@ func (b *Builder) Plan(cfg *Config) (*Plan, error) {
 	}
 
 	if err := probs.err(); err != nil {
+		releaseLabel(p.processLabel)
 		return nil, err
 	}
 
@@ -266,16 +289,25 @@ func (b *Builder) Plan(cfg *Config) (*Plan, error) {
 		spec.WithOOMScoreAdj(b.oomScore),
 		spec.WithUser(user, group, groups...),
 		spec.WithSeccomp(seccomp),
-		spec.WithSELinuxLabels(processLabel, p.mountLabel),
+		spec.WithSELinuxLabels(p.processLabel, p.mountLabel),
 		spec.WithAnnotations(b.annotations(p)),
 	)
 	if p.Privileged {
 		opts = append(opts, spec.WithPrivileged(b.hostCaps))
 	}
 	if p.Spec, err = spec.New(opts...); err != nil {
+		releaseLabel(p.processLabel)
 		return nil, &ConfigError{Problems: []*Problem{{Reason: err.Error(), Err: err}}}
 	}
 	return p, nil
+}
+
+// releaseLabel gives an SELinux process label's MCS pair back to
+// go-selinux's in-process list of pairs in use.
+func releaseLabel(processLabel string) {
+	if processLabel != "" {
+		selinux.ReleaseLabel(processLabel)
+	}
 }
 
 func (b *Builder) planNamespaces(cfg *Config, probs *problems) {

@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/opencontainers/selinux/go-selinux"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,6 +47,13 @@ func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 			continue
 		}
 		if sb.State == StateBuilt || sb.State == StateBuilding {
+			// A process restarted: hold the SELinux MCS pairs of the
+			// sandboxes that live on, so no new one gets the same.
+			if sb.Spec != nil && sb.Spec.Process != nil && sb.Spec.Process.SelinuxLabel != "" {
+				if err := selinux.ReserveLabelV2(sb.Spec.Process.SelinuxLabel); err != nil && !errors.Is(err, selinux.ErrMCSAlreadyExists) {
+					errs = append(errs, fmt.Errorf("sandbox %s: %w", shortID(id), err))
+				}
+			}
 			continue
 		}
 		if err := b.Destroy(ctx, id); err != nil {

@@ -379,6 +379,9 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 	switch r.Op {
 	case opReleaseName:
 		return removeLinkTo(r.Path, r.Name)
+	case opReleaseLabel:
+		releaseLabel(r.Name)
+		return nil
 	case opRemoveDir:
 		return removeTree(r.Path)
 	case opUnmount:

@@ -146,12 +146,19 @@ func (p *problems) dnsConfig(err error) {
 }
 
 func (p *problems) portMappings(pms []PortMapping) {
+	// A host port is taken on one address, or on every address (host_ip
+	// empty, 0.0.0.0 or ::, as CNI's portmap treats them): a second
+	// mapping of the same protocol and port must not overlap the first,
+	// or one of them silently shadows the other.
 	type key struct {
 		proto Protocol
-		ip    string
 		port  int32
 	}
-	seen := map[key]int{}
+	type use struct {
+		ip    string // "" for every address
+		index int
+	}
+	taken := map[key][]use{}
 	for i, pm := range pms {
 		field := fmt.Sprintf("port_mappings[%d]", i)
 		if pm.Protocol < ProtocolTCP || pm.Protocol > ProtocolSCTP {
@@ -163,19 +170,37 @@ func (p *problems) portMappings(pms []PortMapping) {
 		if pm.HostPort < 0 || pm.HostPort > 65535 {
 			p.addf(field+".host_port", "%d is not a port (0-65535, 0 for none)", pm.HostPort)
 		}
+		ip := ""
 		if pm.HostIP != "" {
-			if _, err := netip.ParseAddr(pm.HostIP); err != nil {
+			addr, err := netip.ParseAddr(pm.HostIP)
+			if err != nil {
 				p.add(field+".host_ip", fmt.Sprintf("%q is not an IP address", truncate(pm.HostIP)), err)
+				continue
+			}
+			if !addr.IsUnspecified() {
+				ip = addr.Unmap().String()
 			}
 		}
-		if pm.HostPort > 0 {
-			k := key{pm.Protocol, pm.HostIP, pm.HostPort}
-			if j, dup := seen[k]; dup {
-				p.addf(field+".host_port", "%s %d on %q is mapped by port_mappings[%d] already", pm.Protocol, pm.HostPort, pm.HostIP, j)
-			} else {
-				seen[k] = i
+		if pm.HostPort <= 0 {
+			continue
+		}
+		k := key{pm.Protocol, pm.HostPort}
+		for _, u := range taken[k] {
+			if u.ip == "" || ip == "" || u.ip == ip {
+				p.addf(field+".host_port", "%s %d overlaps port_mappings[%d] (the same port, on %s)", pm.Protocol, pm.HostPort, u.index, overlapOn(u.ip, ip))
+				break
 			}
 		}
+		taken[k] = append(taken[k], use{ip, i})
+	}
+}
+
+func overlapOn(a, b string) string {
+	switch {
+	case a == "" || b == "":
+		return "every address"
+	default:
+		return a
 	}
 }
 

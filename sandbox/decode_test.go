@@ -1,0 +1,559 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podsmith/podsmith/sandbox"
+)
+
+// maxConfigSize is DecodeConfig's documented bound on its input (4 MiB).
+const maxConfigSize = 4 << 20
+
+// crictlPod is what testdata/pod-config.json and pod-config.yaml hold.
+func crictlPod() *sandbox.Config {
+	return &sandbox.Config{
+		Metadata: sandbox.Metadata{
+			Name:      "nginx-sandbox",
+			Namespace: "default",
+			UID:       "hdishd83djaidwnduwk28bcsb",
+			Attempt:   1,
+		},
+		Hostname:     "nginx",
+		LogDirectory: "/var/log/pods/default_nginx-sandbox_hdishd83djaidwnduwk28bcsb",
+		DNSConfig: &sandbox.DNSConfig{
+			Servers:  []string{"10.96.0.10", "2001:db8::53"},
+			Searches: []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"},
+			Options:  []string{"ndots:5", "edns0"},
+		},
+		PortMappings: []sandbox.PortMapping{
+			{Protocol: sandbox.ProtocolTCP, ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"},
+			{Protocol: sandbox.ProtocolUDP, ContainerPort: 53, HostPort: 5353},
+			{Protocol: sandbox.ProtocolSCTP, ContainerPort: 9999},
+		},
+		Labels: map[string]string{
+			"app":                    "nginx",
+			"io.kubernetes.pod.name": "nginx-sandbox",
+		},
+		Annotations: map[string]string{
+			"kubernetes.io/config.source": "api",
+			"io.kubernetes.cri-o.ShmSize": "128Mi",
+		},
+		Linux: &sandbox.LinuxConfig{
+			CgroupParent: "/kubepods/burstable/podhdishd83djaidwnduwk28bcsb",
+			Sysctls: map[string]string{
+				"net.ipv4.ip_unprivileged_port_start": "0",
+				"kernel.shm_rmid_forced":              "1",
+			},
+			SecurityContext: &sandbox.SecurityContext{
+				NamespaceOptions: &sandbox.NamespaceOptions{
+					Network: sandbox.NamespaceNode,
+					Pid:     sandbox.NamespaceContainer,
+					Ipc:     sandbox.NamespacePod,
+				},
+				SelinuxOptions: &sandbox.SELinuxOptions{
+					User: "system_u", Role: "system_r", Type: "container_t", Level: "s0:c1,c2",
+				},
+				RunAsUser:          &sandbox.Int64Value{Value: 1000},
+				RunAsGroup:         &sandbox.Int64Value{Value: 3000},
+				SupplementalGroups: []int64{4000, 5000},
+				ReadonlyRootfs:     true,
+				Privileged:         false,
+				Seccomp: &sandbox.SecurityProfile{
+					ProfileType:  sandbox.ProfileLocalhost,
+					LocalhostRef: "/var/lib/kubelet/seccomp/audit.json",
+				},
+				SeccompProfilePath: "runtime/default",
+			},
+			Overhead: &sandbox.Resources{
+				CPUPeriod: 100000, CPUQuota: 25000, CPUShares: 256, MemoryLimitInBytes: 128 << 20,
+			},
+			Resources: &sandbox.Resources{
+				CPUPeriod:              100000,
+				CPUQuota:               200000,
+				CPUShares:              2048,
+				MemoryLimitInBytes:     512 << 20,
+				OomScoreAdj:            -997,
+				CpusetCpus:             "0-3",
+				CpusetMems:             "0",
+				HugepageLimits:         []sandbox.HugepageLimit{{PageSize: "2MB", Limit: 1 << 30}},
+				Unified:                map[string]string{"memory.high": "500000000"},
+				MemorySwapLimitInBytes: 512 << 20,
+			},
+		},
+	}
+}
+
+func TestDecodeConfigCrictlFormat(t *testing.T) {
+	for _, file := range []string{"pod-config.json", "pod-config.yaml"} {
+		t.Run(file, func(t *testing.T) {
+			path := filepath.Join("testdata", file)
+			c, err := sandbox.LoadConfig(path)
+			require.NoError(t, err)
+			assert.Equal(t, crictlPod(), c)
+
+			data, err := os.ReadFile(path)
+			require.NoError(t, err)
+			c, err = sandbox.DecodeConfig(data)
+			require.NoError(t, err)
+			assert.Equal(t, crictlPod(), c)
+
+			// The helpers read the namespace options.
+			assert.True(t, c.HostNetwork())
+			assert.False(t, c.HostPID())
+			assert.False(t, c.HostIPC())
+			assert.False(t, c.Privileged())
+		})
+	}
+}
+
+func TestDecodeConfigEnumNamesInYAML(t *testing.T) {
+	c, err := sandbox.LoadConfig(filepath.Join("testdata", "pod-config-names.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, []sandbox.PortMapping{
+		{Protocol: sandbox.ProtocolUDP, ContainerPort: 53, HostPort: 53},
+		{Protocol: sandbox.ProtocolSCTP, ContainerPort: 3868},
+		{Protocol: sandbox.ProtocolTCP, ContainerPort: 8080},
+	}, c.PortMappings)
+	sc := c.Linux.SecurityContext
+	assert.Equal(t, &sandbox.NamespaceOptions{Network: sandbox.NamespaceNode, Pid: sandbox.NamespacePod, Ipc: sandbox.NamespaceNode}, sc.NamespaceOptions)
+	assert.Equal(t, &sandbox.SecurityProfile{ProfileType: sandbox.ProfileLocalhost, LocalhostRef: "/etc/podsmith/pause.json"}, sc.Seccomp)
+	assert.Equal(t, &sandbox.SecurityProfile{ProfileType: sandbox.ProfileUnconfined}, sc.Apparmor)
+	assert.True(t, c.HostNetwork())
+	assert.True(t, c.HostIPC())
+}
+
+func TestDecodeConfigEnums(t *testing.T) {
+	ns := func(field, value string) string {
+		return `{"linux":{"security_context":{"namespace_options":{"` + field + `":` + value + `}}}}`
+	}
+	nsOf := func(c *sandbox.Config) sandbox.NamespaceOptions { return *c.Linux.SecurityContext.NamespaceOptions }
+	for _, tc := range []struct {
+		in   string
+		want sandbox.NamespaceOptions
+	}{
+		{ns("network", "0"), sandbox.NamespaceOptions{Network: sandbox.NamespacePod}},
+		{ns("network", "2"), sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}},
+		{ns("network", `"NODE"`), sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}},
+		{ns("network", `"node"`), sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}},
+		{ns("network", "null"), sandbox.NamespaceOptions{}},
+		{ns("pid", `"CONTAINER"`), sandbox.NamespaceOptions{Pid: sandbox.NamespaceContainer}},
+		{ns("pid", "1"), sandbox.NamespaceOptions{Pid: sandbox.NamespaceContainer}},
+		{ns("ipc", `"Target"`), sandbox.NamespaceOptions{Ipc: sandbox.NamespaceTarget}},
+		{ns("ipc", "3"), sandbox.NamespaceOptions{Ipc: sandbox.NamespaceTarget}},
+	} {
+		c, err := sandbox.DecodeConfig([]byte(tc.in))
+		if assert.NoError(t, err, tc.in) {
+			assert.Equal(t, tc.want, nsOf(c), tc.in)
+		}
+	}
+
+	for _, tc := range []struct {
+		in   string
+		want sandbox.Protocol
+	}{
+		{"0", sandbox.ProtocolTCP}, {"1", sandbox.ProtocolUDP}, {"2", sandbox.ProtocolSCTP},
+		{`"TCP"`, sandbox.ProtocolTCP}, {`"udp"`, sandbox.ProtocolUDP}, {`"Sctp"`, sandbox.ProtocolSCTP},
+	} {
+		in := `{"port_mappings":[{"protocol":` + tc.in + `,"container_port":1}]}`
+		c, err := sandbox.DecodeConfig([]byte(in))
+		if assert.NoError(t, err, in) {
+			assert.Equal(t, tc.want, c.PortMappings[0].Protocol, in)
+		}
+	}
+
+	for _, tc := range []struct {
+		in   string
+		want sandbox.ProfileType
+	}{
+		{"0", sandbox.ProfileRuntimeDefault}, {"1", sandbox.ProfileUnconfined}, {"2", sandbox.ProfileLocalhost},
+		{`"RuntimeDefault"`, sandbox.ProfileRuntimeDefault}, {`"unconfined"`, sandbox.ProfileUnconfined},
+		{`"Localhost"`, sandbox.ProfileLocalhost}, {`"LOCALHOST"`, sandbox.ProfileLocalhost},
+	} {
+		in := `{"linux":{"security_context":{"seccomp":{"profile_type":` + tc.in + `}}}}`
+		c, err := sandbox.DecodeConfig([]byte(in))
+		if assert.NoError(t, err, in) {
+			assert.Equal(t, tc.want, c.Linux.SecurityContext.Seccomp.ProfileType, in)
+		}
+	}
+}
+
+func TestDecodeConfigEnumsRoundTrip(t *testing.T) {
+	c := &sandbox.Config{PortMappings: []sandbox.PortMapping{{Protocol: sandbox.ProtocolUDP, ContainerPort: 53}}}
+	c.Linux = &sandbox.LinuxConfig{SecurityContext: &sandbox.SecurityContext{
+		NamespaceOptions: &sandbox.NamespaceOptions{Network: sandbox.NamespaceNode},
+		Seccomp:          &sandbox.SecurityProfile{ProfileType: sandbox.ProfileUnconfined},
+	}}
+	data, err := json.Marshal(c)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"protocol":1`)
+	assert.Contains(t, string(data), `"network":2`)
+	assert.Contains(t, string(data), `"profile_type":1`)
+	back, err := sandbox.DecodeConfig(data)
+	require.NoError(t, err)
+	assert.Equal(t, c, back)
+
+	assert.Equal(t, "UDP", sandbox.ProtocolUDP.String())
+	assert.Equal(t, "NODE", sandbox.NamespaceNode.String())
+	assert.Equal(t, "Localhost", sandbox.ProfileLocalhost.String())
+	assert.Equal(t, "7", sandbox.Protocol(7).String())
+	assert.Equal(t, "-1", sandbox.NamespaceMode(-1).String())
+}
+
+// requireDecodeError checks that err is a *DecodeError about field (""
+// for the document as a whole) matching ErrInvalidConfig, and returns it.
+func requireDecodeError(t *testing.T, err error, field string, msgAndArgs ...any) *sandbox.DecodeError {
+	t.Helper()
+	require.Error(t, err, msgAndArgs...)
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig, msgAndArgs...)
+	var de *sandbox.DecodeError
+	require.ErrorAs(t, err, &de, msgAndArgs...)
+	assert.Equal(t, field, de.Field, msgAndArgs...)
+	assert.NotEmpty(t, de.Reason, msgAndArgs...)
+	assert.Empty(t, de.File, msgAndArgs...)
+	return de
+}
+
+func TestDecodeConfigBadEnums(t *testing.T) {
+	const nsOpts = "linux.security_context.namespace_options"
+	for _, tc := range []struct {
+		in, field, mentions string
+	}{
+		{`{"linux":{"security_context":{"namespace_options":{"network":4}}}}`, nsOpts + ".network", "4"},
+		{`{"linux":{"security_context":{"namespace_options":{"network":-1}}}}`, nsOpts + ".network", "-1"},
+		{`{"linux":{"security_context":{"namespace_options":{"network":2147483648}}}}`, nsOpts + ".network", ""},
+		{`{"linux":{"security_context":{"namespace_options":{"network":1.5}}}}`, nsOpts + ".network", ""},
+		{`{"linux":{"security_context":{"namespace_options":{"network":"HOST"}}}}`, nsOpts + ".network", "HOST"},
+		{`{"linux":{"security_context":{"namespace_options":{"network":"2"}}}}`, nsOpts + ".network", ""},
+		{`{"linux":{"security_context":{"namespace_options":{"network":true}}}}`, nsOpts + ".network", ""},
+		{`{"linux":{"security_context":{"namespace_options":{"pid":{}}}}}`, nsOpts + ".pid", ""},
+		{`{"linux":{"security_context":{"namespace_options":{"ipc":["NODE"]}}}}`, nsOpts + ".ipc", ""},
+		{`{"port_mappings":[{"protocol":"TCP"},{"protocol":"ICMP"}]}`, "port_mappings[1].protocol", "ICMP"},
+		{`{"port_mappings":[{"protocol":0},{"protocol":3}]}`, "port_mappings[1].protocol", "3"},
+		{`{"port_mappings":[{"protocol":false}]}`, "port_mappings[0].protocol", ""},
+		{`{"linux":{"security_context":{"seccomp":{"profile_type":"Custom"}}}}`, "linux.security_context.seccomp.profile_type", "Custom"},
+		{`{"linux":{"security_context":{"seccomp":{"profile_type":3}}}}`, "linux.security_context.seccomp.profile_type", "3"},
+		{`{"linux":{"security_context":{"apparmor":{"profile_type":"enforce"}}}}`, "linux.security_context.apparmor.profile_type", "enforce"},
+	} {
+		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		de := requireDecodeError(t, err, tc.field, tc.in)
+		assert.Contains(t, de.Error(), tc.mentions, tc.in)
+		assert.Contains(t, de.Error(), tc.field, tc.in)
+	}
+
+	// The same in YAML.
+	_, err := sandbox.DecodeConfig([]byte("port_mappings:\n- protocol: tcp\n- protocol: icmp\n"))
+	requireDecodeError(t, err, "port_mappings[1].protocol")
+	_, err = sandbox.DecodeConfig([]byte("linux:\n  security_context:\n    namespace_options:\n      network: 5\n"))
+	requireDecodeError(t, err, nsOpts+".network")
+}
+
+func TestDecodeConfigUnknownFields(t *testing.T) {
+	for _, tc := range []struct{ in, field string }{
+		{`{"metdata":{}}`, "metdata"},
+		{`{"Metadata":{"name":"a"}}`, "Metadata"}, // encoding/json would take it, case-insensitively
+		{`{"metadata":{"name":"a","namespac":"b"}}`, "metadata.namespac"},
+		{`{"metadata":{"Name":"a"}}`, "metadata.Name"},
+		{`{"dns_config":{"server":["1.1.1.1"]}}`, "dns_config.server"},
+		{`{"port_mappings":[{"container_port":80},{"hostPort":80}]}`, "port_mappings[1].hostPort"},
+		{`{"linux":{"cgroupParent":"/a"}}`, "linux.cgroupParent"},
+		{`{"linux":{"security_context":{"netwrok":2}}}`, "linux.security_context.netwrok"},
+		{`{"linux":{"security_context":{"namespace_options":{"user":2}}}}`, "linux.security_context.namespace_options.user"},
+		{`{"linux":{"security_context":{"run_as_user":{"value":1,"name":"x"}}}}`, "linux.security_context.run_as_user.name"},
+		{`{"linux":{"security_context":{"seccomp":{"localhostRef":"/a"}}}}`, "linux.security_context.seccomp.localhostRef"},
+		{`{"linux":{"security_context":{"selinux_options":{"range":"s0"}}}}`, "linux.security_context.selinux_options.range"},
+		{`{"linux":{"resources":{"hugepage_limits":[{"page_size":"2MB","pagesize":"x"}]}}}`, "linux.resources.hugepage_limits[0].pagesize"},
+		{`{"linux":{"overhead":{"memory":1}}}`, "linux.overhead.memory"},
+		// The first unknown field in sorted order is the one reported.
+		{`{"zzz":1,"aaa":1,"metadata":{}}`, "aaa"},
+	} {
+		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		de := requireDecodeError(t, err, tc.field, tc.in)
+		assert.Contains(t, de.Error(), tc.field, tc.in)
+	}
+
+	// In YAML as well.
+	_, err := sandbox.DecodeConfig([]byte("metadata:\n  name: a\nlinux:\n  security_context:\n    netwrok: 2\n"))
+	requireDecodeError(t, err, "linux.security_context.netwrok")
+	_, err = sandbox.DecodeConfig([]byte("dns_config:\n  servers: [1.1.1.1]\n  serch: [a]\n"))
+	requireDecodeError(t, err, "dns_config.serch")
+
+	// Keys of the free-form maps are data, not fields.
+	c, err := sandbox.DecodeConfig([]byte(`{
+		"labels": {"netwrok": "x", "Metadata": "y"},
+		"annotations": {"whatever/you.like": "z"},
+		"linux": {"sysctls": {"net.core.somaxconn": "1024"}, "resources": {"unified": {"anything": "1"}}}
+	}`))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"netwrok": "x", "Metadata": "y"}, c.Labels)
+	assert.Equal(t, map[string]string{"whatever/you.like": "z"}, c.Annotations)
+	assert.Equal(t, map[string]string{"anything": "1"}, c.Linux.Resources.Unified)
+}
+
+func TestDecodeConfigWrongTypes(t *testing.T) {
+	for _, tc := range []struct{ in, field string }{
+		{`{"metadata":"web"}`, "metadata"},
+		{`{"metadata":{"name":7}}`, "metadata.name"},
+		{`{"metadata":{"attempt":-1}}`, "metadata.attempt"},
+		{`{"metadata":{"attempt":4294967296}}`, "metadata.attempt"},
+		{`{"metadata":{"attempt":"1"}}`, "metadata.attempt"},
+		{`{"hostname":["a"]}`, "hostname"},
+		{`{"dns_config":{"servers":"1.1.1.1"}}`, "dns_config.servers"},
+		{`{"port_mappings":{"container_port":80}}`, "port_mappings"},
+		{`{"labels":["a"]}`, "labels"},
+		{`{"linux":[]}`, "linux"},
+		{`{"linux":{"security_context":{"privileged":"true"}}}`, "linux.security_context.privileged"},
+		{`{"linux":{"security_context":{"run_as_user":1000}}}`, "linux.security_context.run_as_user"},
+		{`{"linux":{"security_context":{"run_as_user":{"value":1.5}}}}`, "linux.security_context.run_as_user.value"},
+		{`{"linux":{"security_context":{"run_as_user":{"value":"0"}}}}`, "linux.security_context.run_as_user.value"},
+		{`{"linux":{"overhead":{"cpu_shares":9223372036854775808}}}`, "linux.overhead.cpu_shares"},
+	} {
+		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		requireDecodeError(t, err, tc.field, tc.in)
+	}
+}
+
+// A value of the wrong type inside a list or a map must be reported at its
+// full path, with the index or key, like every other DecodeError (and like
+// the Problems of Plan).
+func TestDecodeConfigWrongTypePathHasIndexAndKey(t *testing.T) {
+	for _, tc := range []struct{ in, field string }{
+		{`{"port_mappings":[{"container_port":80},{"container_port":"8080"}]}`, "port_mappings[1].container_port"},
+		{`{"dns_config":{"servers":["1.1.1.1",8]}}`, "dns_config.servers[1]"},
+		{`{"linux":{"security_context":{"supplemental_groups":[1,"x"]}}}`, "linux.security_context.supplemental_groups[1]"},
+		{`{"linux":{"resources":{"hugepage_limits":[{"limit":"1Gi"}]}}}`, "linux.resources.hugepage_limits[0].limit"},
+		{`{"labels":{"app":1}}`, `labels["app"]`},
+		{`{"linux":{"sysctls":{"net.core.somaxconn":1024}}}`, `linux.sysctls["net.core.somaxconn"]`},
+	} {
+		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		requireDecodeError(t, err, tc.field, tc.in)
+	}
+}
+
+func TestDecodeConfigMalformed(t *testing.T) {
+	for name, in := range map[string]string{
+		"empty":                      "",
+		"blank":                      " \n\t\n",
+		"invalid JSON":               `{"metadata":{"name":"a"}`,
+		"invalid JSON key":           `{metadata:{}}`,
+		"invalid YAML":               "metadata:\n  name: a\n bad: [\n",
+		"YAML tab indentation":       "metadata:\n\tname: a\n",
+		"JSON array":                 `[{"metadata":{}}]`,
+		"YAML list":                  "- metadata: {}\n",
+		"JSON null":                  "null",
+		"JSON string":                `"metadata"`,
+		"JSON number":                "42",
+		"trailing object":            `{"metadata":{"name":"a"}} {"hostname":"x"}`,
+		"trailing brace":             `{"metadata":{"name":"a"}}}`,
+		"trailing bracket":           `{"metadata":{"name":"a"}}]`,
+		"trailing garbage":           `{"metadata":{"name":"a"}} x`,
+		"nested too deep":            strings.Repeat(`{"labels":`, 20000) + strings.Repeat("}", 20000),
+		"one byte over the limit":    `{"labels":{"a":"` + strings.Repeat("x", maxConfigSize-len(`{"labels":{"a":""}}`)+1) + `"}}`,
+		"over the limit, whitespace": "{}" + strings.Repeat(" ", maxConfigSize),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := sandbox.DecodeConfig([]byte(in))
+			assert.Nil(t, c)
+			requireDecodeError(t, err, "")
+		})
+	}
+}
+
+// A YAML stream of several documents is trailing data too: the second
+// document must not be silently dropped (it could hold the settings the
+// user meant, or a typo that would otherwise be an error).
+func TestDecodeConfigYAMLTrailingDocument(t *testing.T) {
+	for name, in := range map[string]string{
+		"second document":     "metadata:\n  name: a\n---\nlinux:\n  security_context:\n    privileged: true\n",
+		"second with unknown": "metadata:\n  name: a\n---\nnetwrok: 2\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := sandbox.DecodeConfig([]byte(in))
+			assert.Nil(t, c)
+			requireDecodeError(t, err, "")
+		})
+	}
+	// A leading "---" or a final "..." is one document.
+	c, err := sandbox.DecodeConfig([]byte("---\nmetadata:\n  name: a\n...\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "a", c.Metadata.Name)
+}
+
+func TestDecodeConfigSizeLimit(t *testing.T) {
+	prefix, suffix := `{"labels":{"a":"`, `"}}`
+	exact := prefix + strings.Repeat("x", maxConfigSize-len(prefix)-len(suffix)) + suffix
+	require.Len(t, exact, maxConfigSize)
+	c, err := sandbox.DecodeConfig([]byte(exact))
+	require.NoError(t, err, "a config of exactly the limit decodes")
+	assert.Len(t, c.Labels["a"], maxConfigSize-len(prefix)-len(suffix))
+
+	de := requireDecodeError(t, func() error { _, err := sandbox.DecodeConfig([]byte(exact + " ")); return err }(), "")
+	assert.Contains(t, de.Reason, "4194304")
+}
+
+func TestDecodeConfigEmptyObjectIsNotValidated(t *testing.T) {
+	// DecodeConfig decodes; Plan validates.
+	c, err := sandbox.DecodeConfig([]byte(" {} \n"))
+	require.NoError(t, err)
+	assert.Equal(t, &sandbox.Config{}, c)
+	c, err = sandbox.DecodeConfig([]byte(`{"metadata":{"name":"../../etc"},"linux":{"sysctls":{"kernel.panic":"1"}}}`))
+	require.NoError(t, err)
+	assert.Equal(t, "../../etc", c.Metadata.Name)
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+
+	t.Run("missing file", func(t *testing.T) {
+		path := filepath.Join(dir, "nope.json")
+		c, err := sandbox.LoadConfig(path)
+		assert.Nil(t, c)
+		require.ErrorIs(t, err, fs.ErrNotExist)
+		assert.NotErrorIs(t, err, sandbox.ErrInvalidConfig)
+		assert.Contains(t, err.Error(), path)
+	})
+
+	t.Run("a directory", func(t *testing.T) {
+		c, err := sandbox.LoadConfig(dir)
+		assert.Nil(t, c)
+		require.Error(t, err)
+	})
+
+	for name, content := range map[string]struct{ data, field string }{
+		"bad JSON":      {`{"metadata":`, ""},
+		"unknown field": {`{"metadata":{"nmae":"a"}}`, "metadata.nmae"},
+		"bad YAML enum": {"port_mappings:\n- protocol: icmp\n", "port_mappings[0].protocol"},
+		"empty":         {"", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
+			require.NoError(t, os.WriteFile(path, []byte(content.data), 0o644))
+			c, err := sandbox.LoadConfig(path)
+			assert.Nil(t, c)
+			require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+			var de *sandbox.DecodeError
+			require.ErrorAs(t, err, &de)
+			assert.Equal(t, path, de.File)
+			assert.Equal(t, content.field, de.Field)
+			assert.Contains(t, err.Error(), path)
+		})
+	}
+
+	t.Run("too large", func(t *testing.T) {
+		path := filepath.Join(dir, "big.json")
+		require.NoError(t, os.WriteFile(path, append([]byte("{}"), bytes.Repeat([]byte(" "), maxConfigSize)...), 0o644))
+		_, err := sandbox.LoadConfig(path)
+		var de *sandbox.DecodeError
+		require.ErrorAs(t, err, &de)
+		assert.Equal(t, path, de.File)
+	})
+}
+
+// LoadConfig must stop reading once the input is over the size limit: a
+// pod config can come from a pipe (/dev/stdin) or a device, whose size is
+// not known up front, and reading it all first holds any amount of memory
+// (forever, for /dev/zero).
+func TestLoadConfigStopsReadingAtTheLimit(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "pod.json")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+
+	const feed = 64 << 20 // what the writer offers at most
+	written := make(chan int64, 1)
+	go func() {
+		var n int64
+		defer func() { written <- n }()
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer w.Close()
+		chunk := bytes.Repeat([]byte(" "), 64<<10)
+		copy(chunk, "{}")
+		for n < feed {
+			m, err := w.Write(chunk)
+			n += int64(m)
+			if err != nil {
+				return // the reader is gone (EPIPE)
+			}
+		}
+	}()
+
+	c, err := sandbox.LoadConfig(fifo)
+	assert.Nil(t, c)
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	var de *sandbox.DecodeError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, fifo, de.File)
+
+	// Unblock a writer still waiting for a reader, should LoadConfig not
+	// have opened the file at all.
+	if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+		r.Close()
+	}
+	n := <-written
+	assert.Less(t, n, int64(2*maxConfigSize), "LoadConfig read %d bytes of a pipe before refusing it; the limit is %d", n, maxConfigSize)
+}
+
+// A JSON object with a key twice must not decode to something the field
+// check never saw: either it is refused, or the last value wins, as in
+// YAML (and most JSON readers) — not a merge of both values, which makes
+// `"linux":{}` after a privileged "linux" still privileged.
+func TestDecodeConfigDuplicateKeys(t *testing.T) {
+	for _, tc := range []struct{ in, lastWins string }{
+		{`{"linux":{"security_context":{"privileged":true}},"linux":{}}`, `{"linux":{}}`},
+		{`{"metadata":{"name":"a"},"metadata":{"uid":"b"}}`, `{"metadata":{"uid":"b"}}`},
+		{`{"metadata":{"nmae":"a"},"metadata":{"name":"b"}}`, `{"metadata":{"name":"b"}}`},
+		{`{"linux":{"security_context":{"namespace_options":{"network":2}}},"linux":{"cgroup_parent":"/a"}}`, `{"linux":{"cgroup_parent":"/a"}}`},
+	} {
+		c, err := sandbox.DecodeConfig([]byte(tc.in))
+		if err != nil {
+			requireDecodeError(t, err, decodeErrOf(err).Field, tc.in)
+			continue
+		}
+		want, err := sandbox.DecodeConfig([]byte(tc.lastWins))
+		require.NoError(t, err)
+		assert.Equal(t, want, c, "%s decodes to a merge of its duplicate keys", tc.in)
+	}
+
+	// YAML: the last value wins.
+	c, err := sandbox.DecodeConfig([]byte("linux:\n  security_context:\n    privileged: true\nlinux: {}\n"))
+	if err == nil {
+		assert.False(t, c.Privileged())
+	}
+}
+
+func decodeErrOf(err error) *sandbox.DecodeError {
+	var d *sandbox.DecodeError
+	errors.As(err, &d)
+	if d == nil {
+		return &sandbox.DecodeError{}
+	}
+	return d
+}
+
+func TestDecodeConfigRefusesDuplicateKeys(t *testing.T) {
+	for in, field := range map[string]string{
+		`{"metadata":{"name":"x","name":"y"}}`:                                 "metadata.name",
+		`{"linux":{"security_context":{"privileged":true}},"linux":{}}`:        "linux",
+		`{"port_mappings":[{"host_port":1},{"host_port":1,"host_port":2}]}`:    "port_mappings[1].host_port",
+		`{"labels":{"a":"1","b":"2","a":"3"}}`:                                 `labels["a"]`,
+		`{"dns_config":{"servers":["1.1.1.1"]},"labels":{},"dns_config":null}`: "dns_config",
+	} {
+		_, err := sandbox.DecodeConfig([]byte(in))
+		requireDecodeError(t, err, field, in)
+		assert.Contains(t, err.Error(), "duplicate key", in)
+	}
+	_, err := sandbox.DecodeConfig([]byte("metadata:\n  name: a\n  name: b\n"))
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "already")
+}

@@ -1,0 +1,1310 @@
+package sandbox_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podsmith/podsmith/cgroups"
+	"github.com/podsmith/podsmith/dns"
+	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/sandbox/sandboxtest"
+	"github.com/podsmith/podsmith/spec"
+)
+
+const (
+	planNode = "node-1" // the node's hostname in these tests
+	planUID  = "7f0c2c4e-2b1d-4c5e-9a8b-0123456789ab"
+)
+
+// planPod is a valid pod config with nothing optional set.
+func planPod() *sandbox.Config {
+	return &sandbox.Config{Metadata: sandbox.Metadata{Name: "web", Namespace: "default", UID: planUID}}
+}
+
+// planSC returns c's security context, creating what is missing.
+func planSC(c *sandbox.Config) *sandbox.SecurityContext {
+	if c.Linux == nil {
+		c.Linux = &sandbox.LinuxConfig{}
+	}
+	if c.Linux.SecurityContext == nil {
+		c.Linux.SecurityContext = &sandbox.SecurityContext{}
+	}
+	return c.Linux.SecurityContext
+}
+
+// planNS returns c's namespace options, creating what is missing.
+func planNS(c *sandbox.Config) *sandbox.NamespaceOptions {
+	sc := planSC(c)
+	if sc.NamespaceOptions == nil {
+		sc.NamespaceOptions = &sandbox.NamespaceOptions{}
+	}
+	return sc.NamespaceOptions
+}
+
+func planLinux(c *sandbox.Config) *sandbox.LinuxConfig {
+	if c.Linux == nil {
+		c.Linux = &sandbox.LinuxConfig{}
+	}
+	return c.Linux
+}
+
+func planBuilder(t testing.TB, opts sandbox.Options) (*sandbox.Builder, *sandboxtest.Host) {
+	t.Helper()
+	if opts.NodeHostname == nil {
+		opts.NodeHostname = func() (string, error) { return planNode, nil }
+	}
+	return sandboxtest.NewBuilder(t, opts)
+}
+
+// realTempDir is t.TempDir() with its symlinks resolved (on macOS it is
+// under /var, a symlink), for log directories that must have none.
+func realTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	return dir
+}
+
+// requireConfigError checks that err is a *ConfigError matching
+// ErrInvalidConfig whose every problem has a reason, and returns it.
+func requireConfigError(t *testing.T, err error) *sandbox.ConfigError {
+	t.Helper()
+	require.Error(t, err)
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	var ce *sandbox.ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.NotEmpty(t, ce.Problems)
+	for _, p := range ce.Problems {
+		assert.NotEmpty(t, p.Reason, "problem %q has no reason", p.Field)
+	}
+	return ce
+}
+
+func problemFields(ce *sandbox.ConfigError) []string {
+	var fields []string
+	for _, p := range ce.Problems {
+		fields = append(fields, p.Field)
+	}
+	slices.Sort(fields)
+	return fields
+}
+
+// under reports whether path is dir or inside it, lexically.
+func under(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsAbs(path) && filepath.Clean(path) == path &&
+		rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+type planCase struct {
+	name  string
+	edit  func(c *sandbox.Config)
+	field string
+	// check, if set, looks further at the error (the leaf error, say).
+	check func(t *testing.T, err error, p *sandbox.Problem)
+}
+
+func leafIs(target error) func(*testing.T, error, *sandbox.Problem) {
+	return func(t *testing.T, err error, p *sandbox.Problem) {
+		assert.ErrorIs(t, err, target)
+		assert.ErrorIs(t, p, target)
+	}
+}
+
+func leafAs[E error]() func(*testing.T, error, *sandbox.Problem) {
+	return func(t *testing.T, err error, p *sandbox.Problem) {
+		var e E
+		assert.ErrorAs(t, err, &e)
+		assert.ErrorAs(t, p, &e)
+	}
+}
+
+func mentions(s string) func(*testing.T, error, *sandbox.Problem) {
+	return func(t *testing.T, err error, p *sandbox.Problem) {
+		assert.Contains(t, p.Error(), s)
+		assert.Contains(t, err.Error(), s)
+	}
+}
+
+// planCases are configs with exactly one problem each, at field.
+func planCases(t *testing.T) []planCase {
+	dir := realTempDir(t)
+
+	// A log directory tree with a symlink and a file in it.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "logs", "real"), 0o755))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "logs", "real"), filepath.Join(dir, "logs", "link")))
+	require.NoError(t, os.Symlink("/etc", filepath.Join(dir, "logs", "escape")))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "logs", "file"), nil, 0o644))
+
+	// Seccomp profiles.
+	missing := filepath.Join(dir, "seccomp", "missing.json")
+	badJSON := filepath.Join(dir, "seccomp", "bad.json")
+	dockerFormat := filepath.Join(dir, "seccomp", "docker.json")
+	badAction := filepath.Join(dir, "seccomp", "action.json")
+	require.NoError(t, os.MkdirAll(filepath.Dir(badJSON), 0o755))
+	require.NoError(t, os.WriteFile(badJSON, []byte(`{"defaultAction":`), 0o644))
+	require.NoError(t, os.WriteFile(dockerFormat, []byte(`{"defaultAction":"SCMP_ACT_ERRNO","archMap":[]}`), 0o644))
+	require.NoError(t, os.WriteFile(badAction, []byte(`{"defaultAction":"SCMP_ACT_MAYBE"}`), 0o644))
+
+	const (
+		sc     = "linux.security_context."
+		nsOpts = sc + "namespace_options."
+	)
+	long := func(n int) string { return strings.Repeat("a", n) }
+	sec := func(c *sandbox.Config) *sandbox.SecurityContext { return planSC(c) }
+	ann := func(k, v string) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) { c.Annotations = map[string]string{k: v} }
+	}
+	lbl := func(k, v string) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) { c.Labels = map[string]string{k: v} }
+	}
+	ports := func(pms ...sandbox.PortMapping) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) { c.PortMappings = pms }
+	}
+	dnsc := func(d sandbox.DNSConfig) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) { c.DNSConfig = &d }
+	}
+	sysctls := func(kv ...string) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) {
+			m := map[string]string{}
+			for i := 0; i < len(kv); i += 2 {
+				m[kv[i]] = kv[i+1]
+			}
+			planLinux(c).Sysctls = m
+		}
+	}
+	hostNet := func(c *sandbox.Config) { planNS(c).Network = sandbox.NamespaceNode }
+	hostIPC := func(c *sandbox.Config) { planNS(c).Ipc = sandbox.NamespaceNode }
+	both := func(fs ...func(c *sandbox.Config)) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) {
+			for _, f := range fs {
+				f(c)
+			}
+		}
+	}
+	seccomp := func(typ sandbox.ProfileType, ref string) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) {
+			sec(c).Seccomp = &sandbox.SecurityProfile{ProfileType: typ, LocalhostRef: ref}
+		}
+	}
+	seccompPath := func(p string) func(c *sandbox.Config) {
+		return func(c *sandbox.Config) { sec(c).SeccompProfilePath = p }
+	}
+	shm := func(v string) func(c *sandbox.Config) { return ann(sandbox.ShmSizeAnnotation, v) }
+	shmField := fmt.Sprintf("annotations[%q]", sandbox.ShmSizeAnnotation)
+	tcp := func(container, host int32) sandbox.PortMapping {
+		return sandbox.PortMapping{ContainerPort: container, HostPort: host}
+	}
+	bigValues := func(c *sandbox.Config) {
+		c.Annotations = map[string]string{}
+		for i := range 5 {
+			c.Annotations[fmt.Sprintf("a%d", i)] = strings.Repeat("v", 60<<10)
+		}
+	}
+
+	return []planCase{
+		// metadata
+		{"name required", func(c *sandbox.Config) { c.Metadata.Name = "" }, "metadata.name", nil},
+		{"namespace required", func(c *sandbox.Config) { c.Metadata.Namespace = "" }, "metadata.namespace", nil},
+		{"uid required", func(c *sandbox.Config) { c.Metadata.UID = "" }, "metadata.uid", nil},
+		{"name too long", func(c *sandbox.Config) { c.Metadata.Name = long(254) }, "metadata.name", nil},
+		{"namespace too long", func(c *sandbox.Config) { c.Metadata.Namespace = long(64) }, "metadata.namespace", nil},
+		{"uid too long", func(c *sandbox.Config) { c.Metadata.UID = long(129) }, "metadata.uid", nil},
+		{"name ..", func(c *sandbox.Config) { c.Metadata.Name = ".." }, "metadata.name", nil},
+		{"name .", func(c *sandbox.Config) { c.Metadata.Name = "." }, "metadata.name", nil},
+		{"namespace a/b", func(c *sandbox.Config) { c.Metadata.Namespace = "a/b" }, "metadata.namespace", nil},
+		{"uid NUL", func(c *sandbox.Config) { c.Metadata.UID = "a\x00" }, "metadata.uid", nil},
+		{"name _x", func(c *sandbox.Config) { c.Metadata.Name = "_x" }, "metadata.name", nil},
+		{"name with the name separator", func(c *sandbox.Config) { c.Metadata.Name = "a_b" }, "metadata.name", nil},
+		{"name leading -", func(c *sandbox.Config) { c.Metadata.Name = "-web" }, "metadata.name", nil},
+		{"namespace leading .", func(c *sandbox.Config) { c.Metadata.Namespace = ".ns" }, "metadata.namespace", nil},
+		{"uid space", func(c *sandbox.Config) { c.Metadata.UID = "a b" }, "metadata.uid", nil},
+		{"name non-ASCII", func(c *sandbox.Config) { c.Metadata.Name = "wéb" }, "metadata.name", nil},
+
+		// log_directory
+		{"log dir relative", func(c *sandbox.Config) { c.LogDirectory = "var/log/pods" }, "log_directory", nil},
+		{"log dir not clean", func(c *sandbox.Config) { c.LogDirectory = "/a/../b" }, "log_directory", nil},
+		{"log dir trailing slash", func(c *sandbox.Config) { c.LogDirectory = "/var/log/" }, "log_directory", nil},
+		{"log dir NUL", func(c *sandbox.Config) { c.LogDirectory = "/var/log\x00/x" }, "log_directory", nil},
+		{"log dir newline", func(c *sandbox.Config) { c.LogDirectory = "/var/log/\npods" }, "log_directory", nil},
+		{"log dir too long", func(c *sandbox.Config) { c.LogDirectory = "/" + long(4096) }, "log_directory", nil},
+		{"log dir component too long", func(c *sandbox.Config) { c.LogDirectory = "/" + long(300) }, "log_directory", nil},
+		{"log dir symlink component", func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs", "link", "pod") }, "log_directory", mentions("symlink")},
+		{"log dir is a symlink", func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs", "escape") }, "log_directory", mentions("symlink")},
+		{"log dir under a file", func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs", "file", "pod") }, "log_directory", mentions("not a directory")},
+		{"log dir is a file", func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs", "file") }, "log_directory", nil},
+
+		// dns_config
+		{"dns 4 servers", dnsc(sandbox.DNSConfig{Servers: []string{"1.1.1.1", "8.8.8.8", "9.9.9.9", "1.0.0.1"}}), "dns_config.servers", leafAs[*dns.ValidationError]()},
+		{"dns server injection", dnsc(sandbox.DNSConfig{Servers: []string{"1.1.1.1\nnameserver 6.6.6.6"}}), "dns_config.servers[0]", leafIs(dns.ErrInvalid)},
+		{"dns server not an IP", dnsc(sandbox.DNSConfig{Servers: []string{"1.1.1.1", "dns.example"}}), "dns_config.servers[1]", mentions("dns.example")},
+		{"dns server empty", dnsc(sandbox.DNSConfig{Servers: []string{""}}), "dns_config.servers[0]", nil},
+		{"dns search whitespace", dnsc(sandbox.DNSConfig{Searches: []string{"ok.example", "a b"}}), "dns_config.searches[1]", leafAs[*dns.ValidationError]()},
+		{"dns search comment", dnsc(sandbox.DNSConfig{Searches: []string{"a#b"}}), "dns_config.searches[0]", nil},
+		{"dns 33 searches", dnsc(sandbox.DNSConfig{Searches: slices.Repeat([]string{"a.example"}, 33)}), "dns_config.searches", nil},
+		{"dns search line too long", dnsc(sandbox.DNSConfig{Searches: slices.Repeat([]string{strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + ".example"}, 17)}), "dns_config.searches", nil},
+		{"dns option injection", dnsc(sandbox.DNSConfig{Options: []string{"ndots:5", "edns0\nnameserver 6.6.6.6"}}), "dns_config.options[1]", nil},
+		{"dns option with ;", dnsc(sandbox.DNSConfig{Options: []string{"a;b"}}), "dns_config.options[0]", nil},
+
+		// port_mappings
+		{"port protocol", ports(sandbox.PortMapping{Protocol: 3, ContainerPort: 80}), "port_mappings[0].protocol", nil},
+		{"port protocol negative", ports(tcp(80, 0), sandbox.PortMapping{Protocol: -1, ContainerPort: 80}), "port_mappings[1].protocol", nil},
+		{"container port 0", ports(tcp(0, 0)), "port_mappings[0].container_port", nil},
+		{"container port 65536", ports(tcp(80, 0), tcp(65536, 0)), "port_mappings[1].container_port", nil},
+		{"container port negative", ports(tcp(-80, 0)), "port_mappings[0].container_port", nil},
+		{"host port -1", ports(tcp(80, -1)), "port_mappings[0].host_port", nil},
+		{"host port 65536", ports(tcp(80, 65536)), "port_mappings[0].host_port", nil},
+		{"host ip x", ports(sandbox.PortMapping{ContainerPort: 80, HostPort: 80, HostIP: "x"}), "port_mappings[0].host_ip", mentions(`"x"`)},
+		{"host ip CIDR", ports(sandbox.PortMapping{ContainerPort: 80, HostPort: 80, HostIP: "10.0.0.0/8"}), "port_mappings[0].host_ip", nil},
+		{"duplicate host port", ports(tcp(80, 8080), tcp(81, 8081), tcp(82, 8080)), "port_mappings[2].host_port", mentions("port_mappings[0]")},
+		{"duplicate host port on an IP", ports(
+			sandbox.PortMapping{ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"},
+			sandbox.PortMapping{Protocol: sandbox.ProtocolUDP, ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"},
+			sandbox.PortMapping{ContainerPort: 81, HostPort: 8080, HostIP: "127.0.0.1"},
+		), "port_mappings[2].host_port", nil},
+
+		// labels and annotations
+		{"label key empty", lbl("", "x"), `labels[""]`, nil},
+		{"label key space", lbl("a b", "x"), `labels["a b"]`, nil},
+		{"label key colon", lbl("app:name", "x"), `labels["app:name"]`, nil},
+		{"label key too long", lbl(long(318), "x"), `labels["` + long(64) + `..."]`, nil},
+		{"label value NUL", lbl("app", "a\x00b"), `labels["app"]`, mentions("NUL")},
+		{"label value too long", lbl("app", long(64<<10+1)), `labels["app"]`, nil},
+		{"annotation key empty", ann("", "x"), `annotations[""]`, nil},
+		{"annotation key newline", ann("a\nb", "x"), `annotations["a\nb"]`, nil},
+		{"annotation value NUL", ann("k", "\x00"), `annotations["k"]`, nil},
+		{"annotations too large", bigValues, "annotations", mentions("262144")},
+		{"labels and annotations too large together", func(c *sandbox.Config) {
+			c.Labels = map[string]string{"l": long(60 << 10), "m": long(60 << 10)}
+			c.Annotations = map[string]string{"a": long(60 << 10), "b": long(60 << 10), "c": long(60 << 10)}
+		}, "annotations", nil},
+		{"reserved annotation", ann(spec.AnnotationSandboxID, "x"), fmt.Sprintf("annotations[%q]", spec.AnnotationSandboxID), mentions(spec.AnnotationPrefix)},
+		{"reserved annotation prefix", ann("io.podsmith.mine", "x"), `annotations["io.podsmith.mine"]`, nil},
+
+		// namespace modes
+		{"network CONTAINER", func(c *sandbox.Config) { planNS(c).Network = sandbox.NamespaceContainer }, nsOpts + "network", nil},
+		{"network TARGET", func(c *sandbox.Config) { planNS(c).Network = sandbox.NamespaceTarget }, nsOpts + "network", nil},
+		{"network 9", func(c *sandbox.Config) { planNS(c).Network = 9 }, nsOpts + "network", nil},
+		{"ipc CONTAINER", func(c *sandbox.Config) { planNS(c).Ipc = sandbox.NamespaceContainer }, nsOpts + "ipc", nil},
+		{"ipc TARGET", func(c *sandbox.Config) { planNS(c).Ipc = sandbox.NamespaceTarget }, nsOpts + "ipc", nil},
+		{"pid TARGET", func(c *sandbox.Config) { planNS(c).Pid = sandbox.NamespaceTarget }, nsOpts + "pid", nil},
+		{"pid -1", func(c *sandbox.Config) { planNS(c).Pid = -1 }, nsOpts + "pid", nil},
+
+		// hostname
+		{"hostname Web_1", func(c *sandbox.Config) { c.Hostname = "Web_1" }, "hostname", leafAs[*dns.ValidationError]()},
+		{"hostname uppercase", func(c *sandbox.Config) { c.Hostname = "Web" }, "hostname", nil},
+		{"hostname leading -", func(c *sandbox.Config) { c.Hostname = "-web" }, "hostname", nil},
+		{"hostname dotted", func(c *sandbox.Config) { c.Hostname = "web.example" }, "hostname", nil},
+		{"hostname too long", func(c *sandbox.Config) { c.Hostname = long(64) }, "hostname", nil},
+		{"hostname injection", func(c *sandbox.Config) { c.Hostname = "web\n127.0.0.1 evil" }, "hostname", leafIs(dns.ErrInvalid)},
+		{"hostname with host network", both(hostNet, func(c *sandbox.Config) { c.Hostname = "other" }), "hostname", mentions(planNode)},
+
+		// shm size
+		{"shm size not a size", shm("lots"), shmField, mentions("lots")},
+		{"shm size fraction", shm("1.5Gi"), shmField, nil},
+		{"shm size unit only", shm("Mi"), shmField, nil},
+		{"shm size empty", shm(""), shmField, nil},
+		{"shm size over the cap", shm("9Gi"), shmField, nil},
+		{"shm size overflow", shm("9223372036854775807Ki"), shmField, nil},
+		{"shm size negative", shm("-1"), shmField, nil},
+		{"shm size negative with unit", shm("-64Mi"), shmField, nil},
+
+		// cgroup parent (cgroupfs, the default manager)
+		{"cgroup parent slice", func(c *sandbox.Config) { planLinux(c).CgroupParent = "kubepods.slice" }, "linux.cgroup_parent", leafAs[*cgroups.ParentError]()},
+		{"cgroup parent relative", func(c *sandbox.Config) { planLinux(c).CgroupParent = "relative" }, "linux.cgroup_parent", leafIs(cgroups.ErrInvalid)},
+		{"cgroup parent dotdot", func(c *sandbox.Config) { planLinux(c).CgroupParent = "/kubepods/../../etc" }, "linux.cgroup_parent", nil},
+		{"cgroup parent newline", func(c *sandbox.Config) { planLinux(c).CgroupParent = "/kubepods\n" }, "linux.cgroup_parent", nil},
+
+		// sysctls
+		{"sysctl not namespaced", sysctls("kernel.panic", "1"), `linux.sysctls["kernel.panic"]`, leafAs[*spec.SysctlError]()},
+		{"sysctl not namespaced, slashes", sysctls("net.core.somaxconn", "1", "vm/overcommit_memory", "1"), `linux.sysctls["vm/overcommit_memory"]`, nil},
+		{"sysctl net with host network", both(hostNet, sysctls("net.ipv4.ip_forward", "1")), `linux.sysctls["net.ipv4.ip_forward"]`, leafIs(spec.ErrInvalid)},
+		{"sysctl net slashes with host network", both(hostNet, sysctls("net/ipv4/ip_forward", "1")), `linux.sysctls["net/ipv4/ip_forward"]`, nil},
+		{"sysctl shm with host IPC", both(hostIPC, sysctls("kernel.shmmax", "1")), `linux.sysctls["kernel.shmmax"]`, nil},
+		{"sysctl mqueue with host IPC", both(hostIPC, sysctls("fs.mqueue.msg_max", "1")), `linux.sysctls["fs.mqueue.msg_max"]`, nil},
+		{"sysctl value newline", sysctls("net.core.somaxconn", "1\nkernel.panic=1"), `linux.sysctls["net.core.somaxconn"]`, nil},
+		{"sysctl name with space", sysctls("net.core. somaxconn", "1"), `linux.sysctls["net.core. somaxconn"]`, nil},
+		{"sysctl set twice", sysctls("net.ipv4.ip_forward", "1", "net/ipv4/ip_forward", "0"), `linux.sysctls["net/ipv4/ip_forward"]`, nil},
+
+		// user and groups
+		{"run_as_user -1", func(c *sandbox.Config) { sec(c).RunAsUser = &sandbox.Int64Value{Value: -1} }, sc + "run_as_user.value", nil},
+		{"run_as_user 2^32", func(c *sandbox.Config) { sec(c).RunAsUser = &sandbox.Int64Value{Value: 1 << 32} }, sc + "run_as_user.value", nil},
+		{"run_as_user 2^32-1", func(c *sandbox.Config) { sec(c).RunAsUser = &sandbox.Int64Value{Value: 1<<32 - 1} }, sc + "run_as_user.value", nil},
+		{"run_as_group -1", func(c *sandbox.Config) { sec(c).RunAsGroup = &sandbox.Int64Value{Value: -1} }, sc + "run_as_group.value", nil},
+		{"supplemental_groups[1]", func(c *sandbox.Config) { sec(c).SupplementalGroups = []int64{1000, -5, 2000} }, sc + "supplemental_groups[1]", nil},
+
+		// seccomp
+		{"seccomp localhost relative", seccomp(sandbox.ProfileLocalhost, "profiles/audit.json"), sc + "seccomp.localhost_ref", leafAs[*spec.SeccompError]()},
+		{"seccomp localhost empty", seccomp(sandbox.ProfileLocalhost, ""), sc + "seccomp.localhost_ref", nil},
+		{"seccomp localhost missing", seccomp(sandbox.ProfileLocalhost, missing), sc + "seccomp.localhost_ref", leafIs(fs.ErrNotExist)},
+		{"seccomp localhost bad JSON", seccomp(sandbox.ProfileLocalhost, badJSON), sc + "seccomp.localhost_ref", leafIs(spec.ErrInvalid)},
+		{"seccomp localhost docker format", seccomp(sandbox.ProfileLocalhost, dockerFormat), sc + "seccomp.localhost_ref", nil},
+		{"seccomp localhost bad action", seccomp(sandbox.ProfileLocalhost, badAction), sc + "seccomp.localhost_ref", mentions("SCMP_ACT_MAYBE")},
+		{"seccomp localhost a directory", seccomp(sandbox.ProfileLocalhost, dir), sc + "seccomp.localhost_ref", nil},
+		{"seccomp profile type 7", seccomp(7, ""), sc + "seccomp.profile_type", nil},
+		{"seccomp_profile_path unknown", seccompPath("default"), sc + "seccomp_profile_path", mentions(`"default"`)},
+		{"seccomp_profile_path localhost relative", seccompPath("localhost/relative.json"), sc + "seccomp_profile_path", nil},
+		{"seccomp_profile_path localhost missing", seccompPath("localhost/" + missing), sc + "seccomp_profile_path", leafIs(fs.ErrNotExist)},
+
+		// apparmor, selinux
+		{"apparmor localhost", func(c *sandbox.Config) {
+			sec(c).Apparmor = &sandbox.SecurityProfile{ProfileType: sandbox.ProfileLocalhost, LocalhostRef: "k8s-nginx"}
+		}, sc + "apparmor", nil},
+		{"selinux user whitespace", func(c *sandbox.Config) {
+			sec(c).SelinuxOptions = &sandbox.SELinuxOptions{User: "system u", Type: "container_t"}
+		}, sc + "selinux_options.user", nil},
+		{"selinux level newline", func(c *sandbox.Config) { sec(c).SelinuxOptions = &sandbox.SELinuxOptions{Level: "s0\n"} }, sc + "selinux_options.level", nil},
+		{"selinux type control char", func(c *sandbox.Config) { sec(c).SelinuxOptions = &sandbox.SELinuxOptions{Type: "a\x7f"} }, sc + "selinux_options.type", nil},
+
+		// overhead and resources
+		{"overhead cpu shares negative", func(c *sandbox.Config) { planLinux(c).Overhead = &sandbox.Resources{CPUShares: -1} }, "linux.overhead", nil},
+		{"overhead memory negative", func(c *sandbox.Config) { planLinux(c).Overhead = &sandbox.Resources{MemoryLimitInBytes: -1} }, "linux.overhead", nil},
+		{"resources cpu quota -2", func(c *sandbox.Config) { planLinux(c).Resources = &sandbox.Resources{CPUQuota: -2} }, "linux.resources", nil},
+		{"resources cpu period negative", func(c *sandbox.Config) { planLinux(c).Resources = &sandbox.Resources{CPUPeriod: -1} }, "linux.resources", nil},
+		{"resources oom score 1001", func(c *sandbox.Config) { planLinux(c).Resources = &sandbox.Resources{OomScoreAdj: 1001} }, "linux.resources", nil},
+		{"resources oom score -1001", func(c *sandbox.Config) { planLinux(c).Resources = &sandbox.Resources{OomScoreAdj: -1001} }, "linux.resources", nil},
+	}
+}
+
+func TestPlanRejectsEachProblem(t *testing.T) {
+	b, h := planBuilder(t, sandbox.Options{})
+	for _, tc := range planCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := planPod()
+			tc.edit(cfg)
+			p, err := b.Plan(cfg)
+			assert.Nil(t, p)
+			ce := requireConfigError(t, err)
+			require.Len(t, ce.Problems, 1, "problems: %v", problemFields(ce))
+			prob := ce.Problems[0]
+			assert.Equal(t, tc.field, prob.Field)
+			assert.Contains(t, err.Error(), prob.Field)
+			if tc.check != nil {
+				tc.check(t, err, prob)
+			}
+		})
+	}
+	assert.Empty(t, h.Ops())
+}
+
+// Each of these is valid, next to a rule above it must not trip.
+func TestPlanAcceptsEdgeCases(t *testing.T) {
+	dir := realTempDir(t)
+	profile := filepath.Join(dir, "audit.json")
+	require.NoError(t, os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_LOG"}`), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "logs"), 0o755))
+
+	b, _ := planBuilder(t, sandbox.Options{})
+	for name, edit := range map[string]func(c *sandbox.Config){
+		"longest name":           func(c *sandbox.Config) { c.Metadata.Name = strings.Repeat("a", 253) },
+		"longest namespace":      func(c *sandbox.Config) { c.Metadata.Namespace = strings.Repeat("n", 63) },
+		"longest uid":            func(c *sandbox.Config) { c.Metadata.UID = strings.Repeat("u", 128) },
+		"dotted name":            func(c *sandbox.Config) { c.Metadata.Name = "web.v1-2" },
+		"largest attempt":        func(c *sandbox.Config) { c.Metadata.Attempt = 1<<32 - 1 },
+		"log dir exists":         func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs") },
+		"log dir does not exist": func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs", "a", "b") },
+		"log dir root":           func(c *sandbox.Config) { c.LogDirectory = "/" },
+		"empty dns config":       func(c *sandbox.Config) { c.DNSConfig = &sandbox.DNSConfig{} },
+		"3 servers, 32 searches": func(c *sandbox.Config) {
+			c.DNSConfig = &sandbox.DNSConfig{Servers: []string{"1.1.1.1", "2001:db8::1", "fe80::1%eth0"}, Searches: slices.Repeat([]string{"a.example"}, 32)}
+		},
+		"dns options only": func(c *sandbox.Config) { c.DNSConfig = &sandbox.DNSConfig{Options: []string{"ndots:5", "edns0"}} },
+		"port 65535, host port 0": func(c *sandbox.Config) {
+			c.PortMappings = []sandbox.PortMapping{{ContainerPort: 65535}, {ContainerPort: 1}}
+		},
+		"same host port, protocol": func(c *sandbox.Config) {
+			c.PortMappings = []sandbox.PortMapping{{ContainerPort: 53, HostPort: 53}, {Protocol: sandbox.ProtocolUDP, ContainerPort: 53, HostPort: 53}}
+		},
+		"same host port, host ip": func(c *sandbox.Config) {
+			c.PortMappings = []sandbox.PortMapping{{ContainerPort: 80, HostPort: 80, HostIP: "127.0.0.1"}, {ContainerPort: 80, HostPort: 80, HostIP: "127.0.0.2"}}
+		},
+		"qualified label key": func(c *sandbox.Config) { c.Labels = map[string]string{"app.kubernetes.io/name": "web", "a_b-c": ""} },
+		"longest label key":   func(c *sandbox.Config) { c.Labels = map[string]string{strings.Repeat("k", 317): "v"} },
+		"longest value":       func(c *sandbox.Config) { c.Annotations = map[string]string{"big": strings.Repeat("v", 64<<10)} },
+		"value with newline":  func(c *sandbox.Config) { c.Annotations = map[string]string{"k": "a\nb"} },
+		"kubernetes annotations": func(c *sandbox.Config) {
+			c.Annotations = map[string]string{"io.kubernetes.cri-o.ShmSize": "1Gi", "podsmith.io/x": "y"}
+		},
+		"shm size 0":          func(c *sandbox.Config) { c.Annotations = map[string]string{sandbox.ShmSizeAnnotation: "0"} },
+		"shm size at the cap": func(c *sandbox.Config) { c.Annotations = map[string]string{sandbox.ShmSizeAnnotation: "8Gi"} },
+		"bad shm size, host IPC": func(c *sandbox.Config) {
+			planNS(c).Ipc = sandbox.NamespaceNode
+			c.Annotations = map[string]string{sandbox.ShmSizeAnnotation: "lots"}
+		},
+		"pid CONTAINER":           func(c *sandbox.Config) { planNS(c).Pid = sandbox.NamespaceContainer },
+		"all host namespaces":     func(c *sandbox.Config) { *planNS(c) = sandbox.NamespaceOptions{Network: 2, Pid: 2, Ipc: 2} },
+		"hostname at most 63":     func(c *sandbox.Config) { c.Hostname = strings.Repeat("h", 63) },
+		"host network, node name": func(c *sandbox.Config) { planNS(c).Network = sandbox.NamespaceNode; c.Hostname = "NODE-1" },
+		"cgroup parent nested":    func(c *sandbox.Config) { planLinux(c).CgroupParent = "/kubepods/burstable/pod" + planUID },
+		"namespaced sysctls": func(c *sandbox.Config) {
+			planLinux(c).Sysctls = map[string]string{"net.ipv4.ping_group_range": "0 2147483647", "kernel/msgmax": "65536", "kernel.sem": "250 32000 32 128", "fs.mqueue.queues_max": "256"}
+		},
+		"ipc sysctls, host net": func(c *sandbox.Config) {
+			planNS(c).Network = sandbox.NamespaceNode
+			planLinux(c).Sysctls = map[string]string{"kernel.shmmni": "4096"}
+		},
+		"net sysctls, host ipc": func(c *sandbox.Config) {
+			planNS(c).Ipc = sandbox.NamespaceNode
+			planLinux(c).Sysctls = map[string]string{"net.core.somaxconn": "1024"}
+		},
+		"largest user id": func(c *sandbox.Config) { planSC(c).RunAsUser = &sandbox.Int64Value{Value: 1<<32 - 2} },
+		"root": func(c *sandbox.Config) {
+			planSC(c).RunAsUser = &sandbox.Int64Value{}
+			planSC(c).RunAsGroup = &sandbox.Int64Value{}
+		},
+		"seccomp localhost": func(c *sandbox.Config) {
+			planSC(c).Seccomp = &sandbox.SecurityProfile{ProfileType: sandbox.ProfileLocalhost, LocalhostRef: profile}
+		},
+		"seccomp path localhost": func(c *sandbox.Config) { planSC(c).SeccompProfilePath = "localhost/" + profile },
+		"seccomp path docker":    func(c *sandbox.Config) { planSC(c).SeccompProfilePath = "docker/default" },
+		"seccomp wins over path": func(c *sandbox.Config) {
+			planSC(c).SeccompProfilePath = "bogus"
+			planSC(c).Seccomp = &sandbox.SecurityProfile{}
+		},
+		"privileged ignores seccomp": func(c *sandbox.Config) {
+			planSC(c).Privileged = true
+			planSC(c).Seccomp = &sandbox.SecurityProfile{ProfileType: sandbox.ProfileLocalhost, LocalhostRef: "relative"}
+		},
+		"apparmor unconfined": func(c *sandbox.Config) {
+			planSC(c).Apparmor = &sandbox.SecurityProfile{ProfileType: sandbox.ProfileUnconfined}
+		},
+		"selinux options": func(c *sandbox.Config) {
+			planSC(c).SelinuxOptions = &sandbox.SELinuxOptions{User: "system_u", Role: "system_r", Type: "container_t", Level: "s0:c1,c2"}
+		},
+		"cpu quota -1":      func(c *sandbox.Config) { planLinux(c).Resources = &sandbox.Resources{CPUQuota: -1, OomScoreAdj: -1000} },
+		"target_id ignored": func(c *sandbox.Config) { planNS(c).TargetID = "whatever" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := planPod()
+			edit(cfg)
+			p, err := b.Plan(cfg)
+			require.NoError(t, err)
+			require.NotNil(t, p)
+		})
+	}
+}
+
+func TestPlanReportsAllProblemsTogether(t *testing.T) {
+	b, h := planBuilder(t, sandbox.Options{})
+	cfg := &sandbox.Config{
+		Metadata:     sandbox.Metadata{Name: "../x", Namespace: "", UID: planUID},
+		Hostname:     "Web_1",
+		LogDirectory: "logs",
+		DNSConfig:    &sandbox.DNSConfig{Servers: []string{"1.1.1.1\nnameserver 6.6.6.6", "8.8.8.8", "9.9.9.9", "1.0.0.1"}},
+		PortMappings: []sandbox.PortMapping{{ContainerPort: 0}},
+		Annotations:  map[string]string{"io.podsmith.sandbox-id": "x", sandbox.ShmSizeAnnotation: "lots"},
+		Linux: &sandbox.LinuxConfig{
+			CgroupParent: "kubepods.slice",
+			Sysctls:      map[string]string{"kernel.panic": "1", "net.core.somaxconn": "1"},
+			SecurityContext: &sandbox.SecurityContext{
+				NamespaceOptions: &sandbox.NamespaceOptions{Pid: sandbox.NamespaceTarget},
+				RunAsUser:        &sandbox.Int64Value{Value: -1},
+				Seccomp:          &sandbox.SecurityProfile{ProfileType: sandbox.ProfileLocalhost, LocalhostRef: "relative"},
+			},
+			Resources: &sandbox.Resources{CPUShares: -1},
+		},
+	}
+	p, err := b.Plan(cfg)
+	assert.Nil(t, p)
+	ce := requireConfigError(t, err)
+	assert.Equal(t, []string{
+		`annotations["io.kubernetes.cri-o.ShmSize"]`,
+		`annotations["io.podsmith.sandbox-id"]`,
+		"dns_config.servers",
+		"dns_config.servers[0]",
+		"hostname",
+		"linux.cgroup_parent",
+		"linux.resources",
+		"linux.security_context.namespace_options.pid",
+		"linux.security_context.run_as_user.value",
+		"linux.security_context.seccomp.localhost_ref",
+		`linux.sysctls["kernel.panic"]`,
+		"log_directory",
+		"metadata.name",
+		"metadata.namespace",
+		"port_mappings[0].container_port",
+	}, problemFields(ce))
+
+	// The message names every problem.
+	for _, p := range ce.Problems {
+		assert.Contains(t, err.Error(), p.Error())
+	}
+
+	// errors.As and errors.Is find the leaf packages' typed errors through
+	// the ConfigError.
+	var dv *dns.ValidationError
+	require.ErrorAs(t, err, &dv)
+	for _, p := range ce.Problems {
+		if p.Field == "dns_config.servers[0]" {
+			require.ErrorAs(t, p, &dv)
+			assert.Equal(t, "servers", dv.Field)
+			assert.Equal(t, 0, dv.Index)
+		}
+	}
+	var se *spec.SysctlError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "kernel.panic", se.Name)
+	var pe *cgroups.ParentError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "kubepods.slice", pe.Parent)
+	var sce *spec.SeccompError
+	require.ErrorAs(t, err, &sce)
+	assert.ErrorIs(t, err, dns.ErrInvalid)
+	assert.ErrorIs(t, err, spec.ErrInvalid)
+	assert.ErrorIs(t, err, cgroups.ErrInvalid)
+	var prob *sandbox.Problem
+	require.ErrorAs(t, err, &prob)
+
+	assert.Empty(t, h.Ops())
+}
+
+func TestPlanNilConfig(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	p, err := b.Plan(nil)
+	assert.Nil(t, p)
+	requireConfigError(t, err)
+}
+
+func TestPlanValidConfig(t *testing.T) {
+	b, h := planBuilder(t, sandbox.Options{})
+	opts := b.Options()
+	cfg := planPod()
+	cfg.Metadata.Attempt = 3
+	cfg.Labels = map[string]string{"app": "web"}
+	cfg.Annotations = map[string]string{"kubernetes.io/config.source": "api"}
+	cfg.LogDirectory = "/var/log/pods/default_web_" + planUID
+	cfg.PortMappings = []sandbox.PortMapping{{ContainerPort: 80, HostPort: 8080}}
+	before, err := json.Marshal(cfg)
+	require.NoError(t, err)
+
+	p, err := b.Plan(cfg)
+	require.NoError(t, err)
+
+	assert.Regexp(t, `^[0-9a-f]{64}$`, p.ID)
+	assert.Equal(t, "k8s_web_default_"+planUID+"_3", p.Name)
+	assert.NotContains(t, p.Name, "/")
+	assert.Same(t, cfg, p.Config)
+	after, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(before), string(after), "Plan modified the config")
+	assert.False(t, p.HostNetwork || p.HostPID || p.HostIPC || p.Privileged)
+
+	// Paths: under the Builder's directories, named by the ID only.
+	assert.True(t, under(p.BundleDir, opts.RunDir), p.BundleDir)
+	assert.Equal(t, p.ID, filepath.Base(p.BundleDir))
+	assert.Equal(t, opts.NetnsDir, filepath.Dir(p.NetnsPath))
+	assert.Contains(t, filepath.Base(p.NetnsPath), p.ID)
+	for _, f := range []string{p.Files.ResolvConf, p.Files.Hostname, p.Files.Hosts, p.Files.Shm, p.Files.Rootfs} {
+		assert.True(t, under(f, p.BundleDir), f)
+		assert.NotEqual(t, p.BundleDir, f)
+	}
+
+	assert.Equal(t, p.ID[:12], p.Hostname)
+	assert.Equal(t, "/podsmith", p.CgroupParent)
+	assert.Equal(t, "/podsmith/podsmith-"+p.ID, p.CgroupsPath)
+	assert.Equal(t, int64(64<<20), p.ShmSize)
+	assert.False(t, p.Created.IsZero())
+
+	s := p.Spec
+	require.NotNil(t, s)
+	assert.Equal(t, p.Hostname, s.Hostname)
+	assert.Equal(t, p.CgroupsPath, s.Linux.CgroupsPath)
+	assert.Contains(t, s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetnsPath})
+	for _, typ := range []specs.LinuxNamespaceType{specs.UTSNamespace, specs.PIDNamespace, specs.IPCNamespace, specs.MountNamespace} {
+		assert.Contains(t, s.Linux.Namespaces, specs.LinuxNamespace{Type: typ})
+	}
+	assert.Equal(t, uint32(spec.PauseUID), s.Process.User.UID)
+	assert.Equal(t, uint32(spec.PauseGID), s.Process.User.GID)
+	assert.Empty(t, s.Process.User.AdditionalGids)
+	assert.Same(t, opts.Seccomp.RuntimeDefault, s.Linux.Seccomp)
+	assert.Empty(t, s.Linux.Sysctl)
+	mountSources := map[string]string{}
+	for _, m := range s.Mounts {
+		mountSources[m.Destination] = m.Source
+	}
+	assert.Equal(t, p.Files.Shm, mountSources["/dev/shm"])
+	assert.Equal(t, p.Files.ResolvConf, mountSources["/etc/resolv.conf"])
+	assert.Equal(t, p.Files.Hostname, mountSources["/etc/hostname"])
+	assert.Equal(t, p.Files.Hosts, mountSources["/etc/hosts"])
+
+	a := s.Annotations
+	for k, want := range map[string]string{
+		spec.AnnotationSandboxID:      p.ID,
+		spec.AnnotationSandboxName:    p.Name,
+		spec.AnnotationNamespace:      "default",
+		spec.AnnotationKubeName:       "web",
+		spec.AnnotationUID:            planUID,
+		spec.AnnotationLogDirectory:   cfg.LogDirectory,
+		spec.AnnotationShmPath:        p.Files.Shm,
+		spec.AnnotationResolvPath:     p.Files.ResolvConf,
+		spec.AnnotationHostnamePath:   p.Files.Hostname,
+		spec.AnnotationHostsPath:      p.Files.Hosts,
+		spec.AnnotationHostname:       p.Hostname,
+		spec.AnnotationCgroupParent:   "/podsmith",
+		spec.AnnotationPrivileged:     "false",
+		spec.AnnotationHostNetwork:    "false",
+		spec.AnnotationHostPID:        "false",
+		spec.AnnotationHostIPC:        "false",
+		spec.AnnotationNetnsPath:      p.NetnsPath,
+		spec.CRIContainerType:         spec.ContainerTypeSandbox,
+		spec.CRISandboxID:             p.ID,
+		spec.CRISandboxName:           "web",
+		spec.CRISandboxNamespace:      "default",
+		spec.CRISandboxUID:            planUID,
+		spec.CRISandboxLogDirectory:   cfg.LogDirectory,
+		"kubernetes.io/config.source": "api", // the pod's own, passed through
+		spec.AnnotationLabels:         `{"app":"web"}`,
+		spec.AnnotationAnnotations:    `{"kubernetes.io/config.source":"api"}`,
+		spec.AnnotationMetadata:       `{"name":"web","uid":"` + planUID + `","namespace":"default","attempt":3}`,
+		spec.AnnotationPortMappings:   `[{"container_port":80,"host_port":8080}]`,
+		spec.AnnotationCreated:        p.Created.Format(time.RFC3339Nano),
+	} {
+		if strings.HasPrefix(want, "{") || strings.HasPrefix(want, "[") {
+			assert.JSONEq(t, want, a[k], k)
+		} else {
+			assert.Equal(t, want, a[k], k)
+		}
+	}
+	assert.NotContains(t, a, spec.AnnotationOverhead)
+	assert.NotContains(t, a, spec.AnnotationResources)
+
+	// Each Plan draws a new ID.
+	p2, err := b.Plan(cfg)
+	require.NoError(t, err)
+	assert.NotEqual(t, p.ID, p2.ID)
+	assert.NotEqual(t, p.BundleDir, p2.BundleDir)
+	assert.NotEqual(t, p.NetnsPath, p2.NetnsPath)
+	assert.Equal(t, p.Name, p2.Name)
+
+	assert.Empty(t, h.Ops())
+}
+
+func TestPlanIDsAreUnique(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	seen := map[string]bool{}
+	for range 200 {
+		p, err := b.Plan(planPod())
+		require.NoError(t, err)
+		require.False(t, seen[p.ID], "ID %s drawn twice", p.ID)
+		seen[p.ID] = true
+	}
+}
+
+func TestPlanHostNamespaces(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	cfg := planPod()
+	*planNS(cfg) = sandbox.NamespaceOptions{Network: sandbox.NamespaceNode, Pid: sandbox.NamespaceNode, Ipc: sandbox.NamespaceNode}
+	p, err := b.Plan(cfg)
+	require.NoError(t, err)
+
+	assert.True(t, p.HostNetwork && p.HostPID && p.HostIPC)
+	assert.Empty(t, p.NetnsPath)
+	assert.Equal(t, planNode, p.Hostname)
+	assert.Equal(t, "/dev/shm", p.Files.Shm)
+	assert.Zero(t, p.ShmSize)
+
+	s := p.Spec
+	assert.Empty(t, s.Hostname, "a host-network pod's spec sets no hostname")
+	for _, ns := range s.Linux.Namespaces {
+		assert.NotContains(t, []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.UTSNamespace, specs.PIDNamespace, specs.IPCNamespace}, ns.Type)
+	}
+	assert.Contains(t, s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.MountNamespace})
+	assert.NotContains(t, s.Annotations, spec.AnnotationNetnsPath)
+	assert.Equal(t, "true", s.Annotations[spec.AnnotationHostNetwork])
+	assert.Equal(t, "true", s.Annotations[spec.AnnotationHostPID])
+	assert.Equal(t, "true", s.Annotations[spec.AnnotationHostIPC])
+	assert.Equal(t, planNode, s.Annotations[spec.AnnotationHostname])
+	assert.Equal(t, "/dev/shm", s.Annotations[spec.AnnotationShmPath])
+
+	// Host network alone keeps the other namespaces, and the sandbox's shm.
+	cfg = planPod()
+	planNS(cfg).Network = sandbox.NamespaceNode
+	p, err = b.Plan(cfg)
+	require.NoError(t, err)
+	assert.Empty(t, p.NetnsPath)
+	assert.Empty(t, p.Spec.Hostname)
+	assert.True(t, under(p.Files.Shm, p.BundleDir))
+	assert.Contains(t, p.Spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	assert.Contains(t, p.Spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	assert.NotContains(t, p.Spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UTSNamespace})
+}
+
+func TestPlanHostNetworkNodeHostnameFails(t *testing.T) {
+	boom := errors.New("no hostname for you")
+	b, _ := planBuilder(t, sandbox.Options{NodeHostname: func() (string, error) { return "", boom }})
+	cfg := planPod()
+	planNS(cfg).Network = sandbox.NamespaceNode
+	_, err := b.Plan(cfg)
+	ce := requireConfigError(t, err)
+	assert.Equal(t, []string{"hostname"}, problemFields(ce))
+	assert.ErrorIs(t, err, boom)
+
+	// Pods with their own network do not ask the node.
+	_, err = b.Plan(planPod())
+	require.NoError(t, err)
+}
+
+func TestPlanHostResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	stub := filepath.Join(dir, "stub-resolv.conf")
+	require.NoError(t, os.WriteFile(stub, []byte("nameserver 127.0.0.53\noptions edns0\n"), 0o644))
+
+	b, _ := planBuilder(t, sandbox.Options{HostResolvConf: stub})
+	_, err := b.Plan(planPod())
+	ce := requireConfigError(t, err)
+	assert.Equal(t, []string{"dns_config"}, problemFields(ce))
+	assert.ErrorIs(t, err, dns.ErrNoNameservers)
+
+	// With its own DNS config, or the host's network, the pod does not
+	// need the node's resolv.conf to be usable.
+	cfg := planPod()
+	cfg.DNSConfig = &sandbox.DNSConfig{Servers: []string{"10.96.0.10"}}
+	_, err = b.Plan(cfg)
+	require.NoError(t, err)
+	cfg = planPod()
+	planNS(cfg).Network = sandbox.NamespaceNode
+	_, err = b.Plan(cfg)
+	require.NoError(t, err)
+
+	b, _ = planBuilder(t, sandbox.Options{HostResolvConf: filepath.Join(dir, "missing")})
+	_, err = b.Plan(planPod())
+	ce = requireConfigError(t, err)
+	assert.Equal(t, []string{"dns_config"}, problemFields(ce))
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+func TestPlanShmSize(t *testing.T) {
+	page := int64(os.Getpagesize())
+	roundUp := func(n int64) int64 { return (n + page - 1) / page * page }
+	b, _ := planBuilder(t, sandbox.Options{})
+	for value, want := range map[string]int64{
+		"128Mi":      128 << 20,
+		"1Gi":        1 << 30,
+		"100M":       roundUp(100e6),
+		"1000000":    roundUp(1e6),
+		"1":          page,
+		"4Ki":        roundUp(4 << 10),
+		"1G":         roundUp(1e9),
+		"0":          64 << 20, // the default
+		"8589934592": 8 << 30,  // the default cap, exactly
+	} {
+		cfg := planPod()
+		cfg.Annotations = map[string]string{sandbox.ShmSizeAnnotation: value}
+		p, err := b.Plan(cfg)
+		if assert.NoError(t, err, value) {
+			assert.Equal(t, want, p.ShmSize, value)
+		}
+	}
+
+	// The node's default and cap.
+	b, _ = planBuilder(t, sandbox.Options{ShmSize: 32 << 20, MaxShmSize: 256 << 20})
+	p, err := b.Plan(planPod())
+	require.NoError(t, err)
+	assert.Equal(t, int64(32<<20), p.ShmSize)
+	cfg := planPod()
+	cfg.Annotations = map[string]string{sandbox.ShmSizeAnnotation: "257Mi"}
+	_, err = b.Plan(cfg)
+	ce := requireConfigError(t, err)
+	assert.Equal(t, []string{fmt.Sprintf("annotations[%q]", sandbox.ShmSizeAnnotation)}, problemFields(ce))
+}
+
+func TestPlanSysctls(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{DefaultSysctls: map[string]string{
+		"net.ipv4.ip_unprivileged_port_start": "1024",
+		"net/core/somaxconn":                  "128",
+		"kernel.shm_rmid_forced":              "1",
+	}})
+	for _, tc := range []struct {
+		name    string
+		ns      sandbox.NamespaceOptions
+		sysctls map[string]string
+		want    map[string]string
+	}{
+		{"defaults", sandbox.NamespaceOptions{}, nil, map[string]string{
+			"net.ipv4.ip_unprivileged_port_start": "1024", "net.core.somaxconn": "128", "kernel.shm_rmid_forced": "1",
+		}},
+		{"the pod's override the node's", sandbox.NamespaceOptions{}, map[string]string{
+			"net.core.somaxconn": "4096", "kernel/msgmax": "65536", "net/ipv4/conf/eth0.100/forwarding": "1",
+		}, map[string]string{
+			"net.ipv4.ip_unprivileged_port_start": "1024", "net.core.somaxconn": "4096", "kernel.shm_rmid_forced": "1",
+			"kernel.msgmax": "65536", "net.ipv4.conf.eth0/100.forwarding": "1",
+		}},
+		{"host network drops net.*", sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}, map[string]string{
+			"kernel.shmmax": "1000",
+		}, map[string]string{"kernel.shm_rmid_forced": "1", "kernel.shmmax": "1000"}},
+		{"host IPC drops IPC ones", sandbox.NamespaceOptions{Ipc: sandbox.NamespaceNode}, nil, map[string]string{
+			"net.ipv4.ip_unprivileged_port_start": "1024", "net.core.somaxconn": "128",
+		}},
+		{"host network and IPC", sandbox.NamespaceOptions{Network: sandbox.NamespaceNode, Ipc: sandbox.NamespaceNode}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := planPod()
+			*planNS(cfg) = tc.ns
+			planLinux(cfg).Sysctls = tc.sysctls
+			p, err := b.Plan(cfg)
+			require.NoError(t, err)
+			if tc.want == nil {
+				assert.Empty(t, p.Spec.Linux.Sysctl)
+			} else {
+				assert.Equal(t, tc.want, p.Spec.Linux.Sysctl)
+			}
+		})
+	}
+}
+
+func TestPlanUser(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	for _, tc := range []struct {
+		name string
+		sc   sandbox.SecurityContext
+		want specs.User
+	}{
+		{"default", sandbox.SecurityContext{}, specs.User{UID: 65535, GID: 65535}},
+		{"run_as_user", sandbox.SecurityContext{RunAsUser: &sandbox.Int64Value{Value: 1000}}, specs.User{UID: 1000, GID: 65535}},
+		{"root", sandbox.SecurityContext{RunAsUser: &sandbox.Int64Value{}, RunAsGroup: &sandbox.Int64Value{}}, specs.User{}},
+		{"all", sandbox.SecurityContext{
+			RunAsUser: &sandbox.Int64Value{Value: 1000}, RunAsGroup: &sandbox.Int64Value{Value: 3000}, SupplementalGroups: []int64{4000, 5000},
+		}, specs.User{UID: 1000, GID: 3000, AdditionalGids: []uint32{4000, 5000}}},
+		{"largest", sandbox.SecurityContext{RunAsUser: &sandbox.Int64Value{Value: 1<<32 - 2}}, specs.User{UID: 1<<32 - 2, GID: 65535}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := planPod()
+			*planSC(cfg) = tc.sc
+			p, err := b.Plan(cfg)
+			require.NoError(t, err)
+			u := p.Spec.Process.User
+			assert.Equal(t, tc.want.UID, u.UID)
+			assert.Equal(t, tc.want.GID, u.GID)
+			assert.ElementsMatch(t, tc.want.AdditionalGids, u.AdditionalGids)
+		})
+	}
+}
+
+func TestPlanSeccomp(t *testing.T) {
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "audit.json")
+	require.NoError(t, os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_X86_64"]}`), 0o644))
+	want := &specs.LinuxSeccomp{DefaultAction: specs.ActLog, Architectures: []specs.Arch{specs.ArchX86_64}}
+
+	const (
+		isDefault = "runtime default"
+		isNone    = "none"
+		isLocal   = "localhost"
+	)
+	prof := func(typ sandbox.ProfileType, ref string) *sandbox.SecurityProfile {
+		return &sandbox.SecurityProfile{ProfileType: typ, LocalhostRef: ref}
+	}
+	for _, tc := range []struct {
+		name  string
+		unset sandbox.ProfileType
+		sc    sandbox.SecurityContext
+		want  string
+	}{
+		{"unset", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{}, isDefault},
+		{"unset, node says unconfined", sandbox.ProfileUnconfined, sandbox.SecurityContext{}, isNone},
+		{"RuntimeDefault", sandbox.ProfileUnconfined, sandbox.SecurityContext{Seccomp: prof(sandbox.ProfileRuntimeDefault, "")}, isDefault},
+		{"Unconfined", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{Seccomp: prof(sandbox.ProfileUnconfined, "")}, isNone},
+		{"Localhost", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{Seccomp: prof(sandbox.ProfileLocalhost, profile)}, isLocal},
+		{"privileged", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{Privileged: true}, isNone},
+		{"privileged RuntimeDefault", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{Privileged: true, Seccomp: prof(sandbox.ProfileRuntimeDefault, "")}, isNone},
+		{"privileged Localhost", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{Privileged: true, Seccomp: prof(sandbox.ProfileLocalhost, profile)}, isNone},
+		{"path runtime/default", sandbox.ProfileUnconfined, sandbox.SecurityContext{SeccompProfilePath: "runtime/default"}, isDefault},
+		{"path docker/default", sandbox.ProfileUnconfined, sandbox.SecurityContext{SeccompProfilePath: "docker/default"}, isDefault},
+		{"path unconfined", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{SeccompProfilePath: "unconfined"}, isNone},
+		{"path localhost", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{SeccompProfilePath: "localhost/" + profile}, isLocal},
+		{"seccomp wins over path", sandbox.ProfileRuntimeDefault, sandbox.SecurityContext{
+			Seccomp: prof(sandbox.ProfileUnconfined, ""), SeccompProfilePath: "runtime/default",
+		}, isNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := planBuilder(t, sandbox.Options{Seccomp: sandbox.SeccompOptions{Unset: tc.unset}})
+			cfg := planPod()
+			*planSC(cfg) = tc.sc
+			p, err := b.Plan(cfg)
+			require.NoError(t, err)
+			got := p.Spec.Linux.Seccomp
+			switch tc.want {
+			case isDefault:
+				assert.Same(t, b.Options().Seccomp.RuntimeDefault, got)
+			case isNone:
+				assert.Nil(t, got)
+			case isLocal:
+				assert.Equal(t, want, got)
+			}
+		})
+	}
+
+	// The node chooses the profile behind RuntimeDefault.
+	b, _ := planBuilder(t, sandbox.Options{Seccomp: sandbox.SeccompOptions{RuntimeDefault: spec.PauseProfile()}})
+	p, err := b.Plan(planPod())
+	require.NoError(t, err)
+	assert.Same(t, spec.PauseProfile(), p.Spec.Linux.Seccomp)
+}
+
+func TestPlanPrivileged(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	cfg := planPod()
+	planSC(cfg).Privileged = true
+	p, err := b.Plan(cfg)
+	require.NoError(t, err)
+	assert.True(t, p.Privileged)
+	assert.Nil(t, p.Spec.Linux.Seccomp)
+	assert.Empty(t, p.Spec.Linux.MaskedPaths)
+	assert.Empty(t, p.Spec.Linux.ReadonlyPaths)
+	assert.Empty(t, p.Spec.Process.SelinuxLabel)
+	assert.Equal(t, "true", p.Spec.Annotations[spec.AnnotationPrivileged])
+}
+
+func TestPlanResourcesAreRecorded(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	cfg := planPod()
+	planLinux(cfg).Overhead = &sandbox.Resources{CPUShares: 256}
+	planLinux(cfg).Resources = &sandbox.Resources{MemoryLimitInBytes: 1 << 30, CpusetCpus: "0-1"}
+	p, err := b.Plan(cfg)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"cpu_shares":256}`, p.Spec.Annotations[spec.AnnotationOverhead])
+	assert.JSONEq(t, `{"memory_limit_in_bytes":1073741824,"cpuset_cpus":"0-1"}`, p.Spec.Annotations[spec.AnnotationResources])
+}
+
+func TestPlanSystemdCgroups(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{CgroupManager: cgroups.Systemd})
+	p, err := b.Plan(planPod())
+	require.NoError(t, err)
+	assert.Equal(t, "podsmith.slice", p.CgroupParent)
+	assert.Equal(t, "podsmith.slice:podsmith:"+p.ID, p.CgroupsPath)
+
+	cfg := planPod()
+	planLinux(cfg).CgroupParent = "kubepods-burstable-pod1.slice"
+	p, err = b.Plan(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, "kubepods-burstable-pod1.slice:podsmith:"+p.ID, p.CgroupsPath)
+	assert.Equal(t, p.CgroupsPath, p.Spec.Linux.CgroupsPath)
+
+	for _, parent := range []string{"/kubepods", "a--b.slice", "kubepods"} {
+		cfg := planPod()
+		planLinux(cfg).CgroupParent = parent
+		_, err := b.Plan(cfg)
+		ce := requireConfigError(t, err)
+		assert.Equal(t, []string{"linux.cgroup_parent"}, problemFields(ce), parent)
+		var pe *cgroups.ParentError
+		assert.ErrorAs(t, err, &pe, parent)
+	}
+}
+
+// dirListing lists everything under dirs: path, mode and size.
+func dirListing(t *testing.T, dirs ...string) []string {
+	t.Helper()
+	var out []string
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("%s %v %d %v", path, info.Mode(), info.Size(), info.ModTime().UnixNano()))
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	return out
+}
+
+func TestPlanHasNoSideEffects(t *testing.T) {
+	b, h := planBuilder(t, sandbox.Options{})
+	o := b.Options()
+	dirs := []string{o.StateDir, o.RunDir, o.NetnsDir}
+	before := dirListing(t, dirs...)
+
+	logs := filepath.Join(realTempDir(t), "logs", "pod")
+	profile := filepath.Join(t.TempDir(), "p.json")
+	require.NoError(t, os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644))
+
+	valid := planPod()
+	valid.LogDirectory = logs
+	valid.Annotations = map[string]string{sandbox.ShmSizeAnnotation: "1Gi"}
+	valid.PortMappings = []sandbox.PortMapping{{ContainerPort: 80, HostPort: 80}}
+	valid.DNSConfig = &sandbox.DNSConfig{Servers: []string{"10.96.0.10"}}
+	planSC(valid).Seccomp = &sandbox.SecurityProfile{ProfileType: sandbox.ProfileLocalhost, LocalhostRef: profile}
+	planLinux(valid).Sysctls = map[string]string{"net.core.somaxconn": "1024"}
+
+	hostNet := planPod()
+	*planNS(hostNet) = sandbox.NamespaceOptions{Network: 2, Pid: 2, Ipc: 2}
+
+	configs := []*sandbox.Config{valid, hostNet, planPod()}
+	for _, tc := range planCases(t) {
+		c := planPod()
+		tc.edit(c)
+		configs = append(configs, c)
+	}
+	for _, c := range configs {
+		_, _ = b.Plan(c)
+	}
+	p, err := b.Plan(valid)
+	require.NoError(t, err)
+
+	assert.Equal(t, before, dirListing(t, dirs...))
+	assert.Empty(t, h.Ops())
+	assert.NoDirExists(t, filepath.Dir(logs), "Plan made the log directory")
+	for _, path := range []string{p.BundleDir, p.NetnsPath, p.Files.Shm, p.Files.ResolvConf} {
+		assert.NoFileExists(t, path)
+		assert.NoDirExists(t, path)
+	}
+}
+
+// Whatever the pod's name, namespace and UID, no path of the Plan leaves
+// the Builder's directories: bad ones are refused, with a typed error, and
+// good ones never appear in a path.
+func TestPlanPathSafety(t *testing.T) {
+	b, h := planBuilder(t, sandbox.Options{})
+	o := b.Options()
+	before := dirListing(t, o.StateDir, o.RunDir, o.NetnsDir)
+
+	bad := []string{
+		"..", ".", "../../../../etc", "a/../../b", "a/b", "/abs", "a\x00b", "\x00",
+		strings.Repeat("a", 10<<10), strings.Repeat("../", 3000), "a\nb", "a b", "a_b", "~root", "$(id)", "a\\b",
+	}
+	for _, field := range []string{"name", "namespace", "uid"} {
+		for _, v := range bad {
+			cfg := planPod()
+			switch field {
+			case "name":
+				cfg.Metadata.Name = v
+			case "namespace":
+				cfg.Metadata.Namespace = v
+			case "uid":
+				cfg.Metadata.UID = v
+			}
+			p, err := b.Plan(cfg)
+			assert.Nil(t, p, "%s %q", field, v)
+			var ce *sandbox.ConfigError
+			if assert.ErrorAs(t, err, &ce, "%s %q", field, v) {
+				assert.Equal(t, []string{"metadata." + field}, problemFields(ce), "%s %q", field, v)
+			}
+		}
+	}
+
+	// Odd but valid names stay out of the paths.
+	for _, v := range []string{"a..b", "a.", "a-", "x.." + strings.Repeat("y", 60)} {
+		cfg := planPod()
+		cfg.Metadata = sandbox.Metadata{Name: v, Namespace: v, UID: v}
+		p, err := b.Plan(cfg)
+		require.NoError(t, err, v)
+		for _, path := range []string{p.BundleDir, p.NetnsPath, p.Files.ResolvConf, p.Files.Hostname, p.Files.Hosts, p.Files.Shm, p.Files.Rootfs} {
+			assert.True(t, under(path, o.RunDir) || under(path, o.NetnsDir), path)
+			assert.NotContains(t, path, v)
+		}
+		assert.Equal(t, 4, strings.Count(p.Name, "_"), p.Name)
+	}
+
+	assert.Equal(t, before, dirListing(t, o.StateDir, o.RunDir, o.NetnsDir))
+	assert.Empty(t, h.Ops())
+}
+
+// A cgroup prefix the cgroups package refuses must not give pods an empty
+// cgroupsPath (a runtime then puts the pause in its own cgroup, outside
+// every parent): NewBuilder should refuse it (or Plan report it).
+func TestPlanInvalidCgroupPrefix(t *testing.T) {
+	for name, o := range map[string]sandbox.Options{
+		"slash":             {CgroupPrefix: "a/b"},
+		"dotdot":            {CgroupPrefix: ".."},
+		"space":             {CgroupPrefix: "pod smith"},
+		"too long, systemd": {CgroupManager: cgroups.Systemd, CgroupPrefix: strings.Repeat("p", 250)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
+			require.NoError(t, err)
+			o.StateDir, o.RunDir, o.NetnsDir = filepath.Join(dir, "state"), filepath.Join(dir, "run"), filepath.Join(dir, "netns")
+			require.NoError(t, h.Apply(&o))
+			b, err := sandbox.NewBuilder(o)
+			if err != nil {
+				ce := requireConfigError(t, err)
+				assert.Equal(t, []string{"Options.CgroupPrefix"}, problemFields(ce))
+				return
+			}
+			p, err := b.Plan(planPod())
+			if err != nil {
+				requireConfigError(t, err)
+				return
+			}
+			assert.NotEmpty(t, p.CgroupsPath, "NewBuilder took CgroupPrefix %q and Plan gives an empty cgroupsPath", o.CgroupPrefix)
+			assert.NotEmpty(t, p.Spec.Linux.CgroupsPath)
+		})
+	}
+}
+
+// Options.Seccomp.Unset is the node's choice; a value that is not a profile
+// type must be refused by NewBuilder, not reported as a problem of every
+// pod that says nothing about seccomp.
+func TestPlanSeccompUnsetOutOfRange(t *testing.T) {
+	for _, unset := range []sandbox.ProfileType{3, 7, -1} {
+		dir := t.TempDir()
+		h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
+		require.NoError(t, err)
+		o := sandbox.Options{StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns")}
+		o.Seccomp.Unset = unset
+		require.NoError(t, h.Apply(&o))
+		_, err = sandbox.NewBuilder(o)
+		if assert.Error(t, err, "NewBuilder accepted Seccomp.Unset %d", unset) {
+			ce := requireConfigError(t, err)
+			assert.Equal(t, []string{"Options.Seccomp.Unset"}, problemFields(ce))
+		}
+	}
+}
+
+// The Config documents that only RuntimeDefault and Unconfined AppArmor
+// profiles are valid; a profile type that is none of CRI's must not pass
+// silently (a seccomp one does not).
+func TestPlanAppArmorProfileTypeOutOfRange(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	for _, typ := range []sandbox.ProfileType{3, 7, -1} {
+		cfg := planPod()
+		planSC(cfg).Apparmor = &sandbox.SecurityProfile{ProfileType: typ}
+		p, err := b.Plan(cfg)
+		if !assert.Error(t, err, "Plan accepted AppArmor profile type %d", typ) {
+			continue
+		}
+		assert.Nil(t, p)
+		ce := requireConfigError(t, err)
+		require.Len(t, ce.Problems, 1)
+		assert.Contains(t, []string{"linux.security_context.apparmor", "linux.security_context.apparmor.profile_type"}, ce.Problems[0].Field)
+	}
+}
+
+// Pods without a DNS config get the node's resolv.conf as it is now, not
+// as it was at an earlier Plan.
+func TestPlanSeesHostResolvConfChanges(t *testing.T) {
+	rc := filepath.Join(t.TempDir(), "resolv.conf")
+	require.NoError(t, os.WriteFile(rc, []byte("nameserver 192.0.2.1\n"), 0o644))
+	b, _ := planBuilder(t, sandbox.Options{HostResolvConf: rc})
+	cfg := planPod()
+	for i := range 20 {
+		require.NoError(t, os.WriteFile(rc, []byte("nameserver 192.0.2.1\n"), 0o644))
+		_, err := b.Plan(cfg)
+		require.NoError(t, err, "round %d", i)
+		// Same size, same inode: only the content (and times) change.
+		require.NoError(t, os.WriteFile(rc, []byte("nameserver 127.0.0.1\n"), 0o644))
+		_, err = b.Plan(cfg)
+		require.ErrorIs(t, err, dns.ErrNoNameservers, "round %d: Plan used a stale copy of the node's resolv.conf", i)
+	}
+	require.NoError(t, os.Remove(rc))
+	_, err := b.Plan(cfg)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	require.NoError(t, os.WriteFile(rc, []byte("nameserver 192.0.2.1\n"), 0o644))
+	_, err = b.Plan(cfg)
+	require.NoError(t, err)
+}
+
+// A Builder is safe for concurrent use: Plans race on nothing (run with
+// -race) and each draws its own ID.
+func TestPlanConcurrent(t *testing.T) {
+	b, h := planBuilder(t, sandbox.Options{DefaultSysctls: map[string]string{"net.core.somaxconn": "1024"}})
+	const workers, each = 8, 25
+	ids := make(chan string, workers*each)
+	errs := make(chan error, workers*each)
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range each {
+				cfg := planPod()
+				cfg.Metadata.Attempt = uint32(w*each + i)
+				if i%3 == 0 {
+					planNS(cfg).Network = sandbox.NamespaceNode
+				}
+				if i%5 == 0 {
+					cfg.Hostname = "Bad_Name"
+				}
+				p, err := b.Plan(cfg)
+				if i%5 == 0 {
+					if err == nil {
+						errs <- fmt.Errorf("Plan accepted a bad hostname")
+					}
+					continue
+				}
+				if err != nil {
+					errs <- err
+					continue
+				}
+				ids <- p.ID
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	close(ids)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	seen := map[string]bool{}
+	for id := range ids {
+		assert.False(t, seen[id], "ID %s drawn twice", id)
+		seen[id] = true
+	}
+	assert.Len(t, seen, workers*each*4/5)
+	assert.Empty(t, h.Ops())
+}
+
+// "" and "0.0.0.0" both mean every IPv4 address of the node: two mappings
+// of one host port on them collide like two on the same address.
+func TestPlanDuplicateHostPortOnTheWildcard(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	cfg := planPod()
+	cfg.PortMappings = []sandbox.PortMapping{
+		{ContainerPort: 80, HostPort: 8080},
+		{ContainerPort: 81, HostPort: 8080, HostIP: "0.0.0.0"},
+	}
+	_, err := b.Plan(cfg)
+	if assert.Error(t, err, "Plan accepted host port 8080 twice, on \"\" and on 0.0.0.0") {
+		ce := requireConfigError(t, err)
+		assert.Equal(t, []string{"port_mappings[1].host_port"}, problemFields(ce))
+	}
+}
+
+// The crictl-format samples decode, and Plan finds what in them does not
+// fit this node.
+func TestPlanDecodedSamples(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	for file, want := range map[string][]string{
+		"pod-config.json": {
+			"hostname", // "nginx", with the host network of node-1
+			"linux.security_context.seccomp.localhost_ref",         // no such profile here
+			`linux.sysctls["net.ipv4.ip_unprivileged_port_start"]`, // net.* with the host network
+		},
+		"pod-config-names.yaml": {"linux.security_context.seccomp.localhost_ref"},
+	} {
+		t.Run(file, func(t *testing.T) {
+			cfg, err := sandbox.LoadConfig(filepath.Join("testdata", file))
+			require.NoError(t, err)
+			_, err = b.Plan(cfg)
+			ce := requireConfigError(t, err)
+			assert.Equal(t, want, problemFields(ce))
+
+			// Fixed, it plans.
+			cfg.Hostname = ""
+			cfg.Linux.SecurityContext.Seccomp = nil
+			delete(cfg.Linux.Sysctls, "net.ipv4.ip_unprivileged_port_start")
+			p, err := b.Plan(cfg)
+			require.NoError(t, err)
+			assert.Equal(t, planNode, p.Hostname)
+			assert.True(t, p.HostNetwork)
+		})
+	}
+}
