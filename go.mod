@@ -3,6 +3,7 @@ module github.com/podsmith/podsmith
 go 1.26.0
 
 require (
+	github.com/containernetworking/cni v1.2.3
 	github.com/moby/sys/capability v0.4.0
 	github.com/moby/sys/mountinfo v0.7.3
 	github.com/opencontainers/runtime-spec v1.2.1

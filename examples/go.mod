@@ -9,6 +9,7 @@ require (
 )
 
 require (
+	github.com/containernetworking/cni v1.2.3 // indirect
 	github.com/cyphar/filepath-securejoin v0.5.1 // indirect
 	github.com/moby/sys/capability v0.4.0 // indirect
 	github.com/moby/sys/mountinfo v0.7.3 // indirect

@@ -1,11 +1,32 @@
 #!/usr/bin/env bash
 # The quickstart (make demo): build a pod sandbox with podsmith's defaults,
-# start its pause process with runc, look inside it from the host, stop and
-# remove it, and check that nothing is left. Run as root.
+# attached to a demo CNI network, start its pause process with runc, look
+# inside it from the host, stop and remove it, and check that nothing is
+# left. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-podctl=${PODCTL:-.bin/podctl}
 pod=examples/pods/basic.json
+
+# The demo's own network: a bridge and a subnet used by nothing else
+# (10.199.255.0/24) and host-local IPAM; removed at the end. (No portmap:
+# it adds iptables chains every user shares, even for a pod without port
+# mappings.)
+demo=/run/podsmith-demo
+bridge=psdemo0
+mkdir -p $demo/net.d
+cat > $demo/net.d/10-podsmith-demo.conflist <<CONF
+{"cniVersion": "1.0.0", "name": "podsmith-demo", "plugins": [
+  {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$demo/ipam", "ranges": [[{"subnet": "10.199.255.0/24"}]]}}]}
+CONF
+forward=$(cat /proc/sys/net/ipv4/ip_forward)
+cleanup_network() {
+  ip link del $bridge 2>/dev/null || true
+  echo "$forward" > /proc/sys/net/ipv4/ip_forward
+  rm -rf $demo
+}
+trap cleanup_network EXIT
+podctl="${PODCTL:-.bin/podctl} --cni-conf-dir $demo/net.d"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p"; }
@@ -27,13 +48,15 @@ $podctl inspect "$id" | tee /tmp/podsmith-demo-inspect.json
 pid=$(field pause_pid < /tmp/podsmith-demo-inspect.json)
 monitor=$(field monitor_pid < /tmp/podsmith-demo-inspect.json)
 bundle=$(field bundle_dir < /tmp/podsmith-demo-inspect.json)
+podip=$(sed -n '/"ips": \[/{n;s/[^0-9a-f.:]//gp;}' /tmp/podsmith-demo-inspect.json)
 rm -f /tmp/podsmith-demo-inspect.json
 
 say "from the host, inside the pause process (PID $pid)"
 echo "command:       $(tr '\0' ' ' < /proc/$pid/cmdline)"
 echo "hostname:      $(nsenter -t "$pid" -u hostname)"
 echo "net namespace: $(readlink /proc/$pid/ns/net) (the host's is $(readlink /proc/self/ns/net))"
-echo "interfaces:    $(nsenter -t "$pid" -n ip -brief link | awk '{print $1" "$2}' | paste -sd, -)"
+echo "interfaces:    $(nsenter -t "$pid" -n ip -brief -4 addr | awk '{print $1" "$3}' | paste -sd, -)"
+echo "from the host: $(ip route get "$podip" | head -1)"
 echo "/dev/shm:      $(grep ' /dev/shm ' /proc/$pid/mountinfo | awk '{print $9" "$NF}')"
 echo "root:          $(awk '$5 == "/" {print $6}' /proc/$pid/mountinfo | tail -1)"
 echo "resolv.conf:"
@@ -50,9 +73,11 @@ check() { if [ -n "$2" ]; then echo "left: $1: $2"; left=1; else echo "ok: no $1
 check "mount of the sandbox" "$(grep -F "$id" /proc/self/mountinfo || true)"
 check "netns pin" "$(ls /run/netns 2>/dev/null | grep -F "$id" || true)"
 check "bundle" "$( [ -e "$bundle" ] && echo "$bundle" || true)"
+check "address held by IPAM" "$(ls $demo/ipam/podsmith-demo 2>/dev/null | grep -F "$podip" || true)"
+check "veth on the demo bridge" "$(ls /sys/class/net/$bridge/brif 2>/dev/null || true)"
 # The monitor that reaped the pause has exited; its parent is PID 1, which
 # on some VMs reaps orphans only every second or two.
-w0=$(date +%s%N); for _ in $(seq 100); do [ -e "/proc/$monitor" ] || break; sleep 0.1; done; echo "(waited $(( ($(date +%s%N) - w0) / 1000000 )) ms for PID 1 to reap the monitor)" >&2
+for _ in $(seq 100); do [ -e "/proc/$monitor" ] || break; sleep 0.1; done
 check "process of the sandbox" "$(ps -o pid=,stat=,comm= -p "$pid,$monitor" || true)"
 for d in "${made[@]}"; do rm -rf "$d"; done
 if [ $had_cgroup = 0 ]; then

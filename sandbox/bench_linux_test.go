@@ -15,8 +15,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
+
 	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/sandbox"
 )
 
@@ -141,6 +145,60 @@ func BenchmarkBuildDestroy(b *testing.B) {
 				}
 				return sb.Destroy(ctx)
 			})
+		})
+	}
+}
+
+// timedExec runs CNI plugins with libcni's executor, adding up the time
+// spent inside them.
+type timedExec struct {
+	invoke.Exec
+	ns *atomic.Int64
+}
+
+func (e timedExec) ExecPlugin(ctx context.Context, path string, stdin []byte, env []string) ([]byte, error) {
+	t0 := time.Now()
+	out, err := e.Exec.ExecPlugin(ctx, path, stdin, env)
+	e.ns.Add(int64(time.Since(t0)))
+	return out, err
+}
+
+// BenchmarkBuildDestroyCNI measures Build+Destroy with a bridge network
+// (bridge + host-local), and how much of it is spent inside the plugins.
+func BenchmarkBuildDestroyCNI(b *testing.B) {
+	for _, parallel := range []bool{false, true} {
+		g := "1"
+		if parallel {
+			g = "4"
+		}
+		b.Run("goroutines="+g, func(b *testing.B) {
+			root := benchRoot(b)
+			opts, err := realOptionsAt(root, sandbox.Options{})
+			require.NoError(b, err)
+			n := testutil.NewCNINetwork(b, testutil.CNINetworkOptions{})
+			var inPlugins atomic.Int64
+			exec := timedExec{&invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}}, &inPlugins}
+			network, err := cni.New(cni.Options{ConfDir: n.ConfDir, BinDirs: n.BinDirs, CacheDir: n.CacheDir, Exec: exec})
+			require.NoError(b, err)
+			opts.Network = network
+			bl, err := sandbox.NewBuilder(opts)
+			require.NoError(b, err)
+			ctx := context.Background()
+			t0 := time.Now()
+			measure(b, parallel, func(i int64) error {
+				sb, err := bl.Build(ctx, podConfig(fmt.Sprintf("pod-%d", i)))
+				if err != nil {
+					return err
+				}
+				return sb.Destroy(ctx)
+			})
+			// Share of the goroutines' busy time spent inside plugins.
+			busy := time.Since(t0)
+			if parallel {
+				busy *= 4
+			}
+			b.ReportMetric(100*float64(inPlugins.Load())/float64(busy), "%in-plugins")
+			b.ReportMetric(float64(time.Duration(inPlugins.Load()).Microseconds())/float64(b.N), "plugin-µs/op")
 		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/podsmith/podsmith/dns"
 	"github.com/podsmith/podsmith/internal/atomicfile"
 	"github.com/podsmith/podsmith/internal/journal"
+	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/spec"
 )
 
@@ -351,6 +352,11 @@ func (bl *build) link(path string, durable bool) error {
 	if _, err := bl.j.Append(journal.Record{Op: opReleaseName, Path: path, Name: bl.p.ID}, durable); err != nil {
 		return err
 	}
+	return bl.symlink(path, durable)
+}
+
+// symlink makes the name link whose undo is journaled already.
+func (bl *build) symlink(path string, durable bool) error {
 	err := os.Symlink(bl.p.ID, path)
 	if errors.Is(err, fs.ErrExist) {
 		// A stale link (its sandbox is gone) is removed by nameOwner.
@@ -477,11 +483,24 @@ func (bl *build) netns(context.Context) error {
 
 func (bl *build) attachment() *Attachment {
 	p := bl.p
-	return &Attachment{
+	cfg := p.Config
+	a := &Attachment{
 		SandboxID: p.ID, NetnsPath: p.NetnsPath,
-		PodName: p.Config.Metadata.Name, PodNamespace: p.Config.Metadata.Namespace, PodUID: p.Config.Metadata.UID,
-		PortMappings: p.Config.PortMappings, Annotations: p.Config.Annotations, CgroupParent: p.CgroupParent,
+		PodName: cfg.Metadata.Name, PodNamespace: cfg.Metadata.Namespace, PodUID: cfg.Metadata.UID,
+		Annotations: cfg.Annotations, CgroupPath: p.CgroupParent,
 	}
+	for _, pm := range cfg.PortMappings {
+		if pm.HostPort > 0 { // a mapping without a host port publishes nothing
+			a.PortMappings = append(a.PortMappings, cni.PortMapping{
+				HostPort: pm.HostPort, ContainerPort: pm.ContainerPort,
+				Protocol: strings.ToLower(pm.Protocol.String()), HostIP: pm.HostIP,
+			})
+		}
+	}
+	if d := cfg.DNSConfig; d != nil && (len(d.Servers) > 0 || len(d.Searches) > 0 || len(d.Options) > 0) {
+		a.DNS = &cni.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
+	}
+	return a
 }
 
 func (bl *build) network(ctx context.Context) error {
@@ -489,20 +508,30 @@ func (bl *build) network(ctx context.Context) error {
 		return nil // loopback only: lo came up with the namespace
 	}
 	a := bl.attachment()
+	// Prepare first: a configuration that does not load fails the step
+	// before anything needs undoing.
+	if err := bl.b.opts.Network.Prepare(ctx, a); err != nil {
+		if errors.Is(err, cni.ErrLoopbackOnly) {
+			return nil // no network configured, and the Network allows it
+		}
+		return err
+	}
 	data, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
 	// The IPAM allocation this may make survives a reboot, so must its
-	// undo: the journal moves to the state dir, fsynced, and the name is
-	// held there too (a rebooted node still knows the pod's sandbox).
-	if err := bl.j.MoveTo(bl.b.durableJournal(bl.p.ID)); err != nil {
+	// undo: the journal moves to the state dir, fsynced, with the undo of
+	// the attachment and of a name link there (a rebooted node still knows
+	// the pod's sandbox), all in one write.
+	link := bl.b.durableName(bl.p.Name)
+	if err := bl.j.MoveTo(bl.b.durableJournal(bl.p.ID),
+		journal.Record{Op: opReleaseName, Path: link, Name: bl.p.ID},
+		journal.Record{Op: opDetach, Data: data},
+	); err != nil {
 		return err
 	}
-	if err := bl.link(bl.b.durableName(bl.p.Name), true); err != nil {
-		return err
-	}
-	if _, err := bl.j.Append(journal.Record{Op: opDetach, Data: data}, true); err != nil {
+	if err := bl.symlink(link, true); err != nil {
 		return err
 	}
 	res, err := bl.b.opts.Network.Attach(ctx, a)

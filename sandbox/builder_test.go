@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/sandbox/sandboxtest"
 	"github.com/podsmith/podsmith/spec"
@@ -109,7 +110,7 @@ func TestBuildAndDestroy(t *testing.T) {
 		}
 		return k
 	}
-	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "attach"}, kinds())
+	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach"}, kinds())
 
 	// Found by ID, by a prefix of it, by name, in List, and by a new
 	// Builder on the same directories.
@@ -144,7 +145,7 @@ func TestBuildAndDestroy(t *testing.T) {
 	// Destroyed by the second Builder: everything goes, in reverse.
 	require.NoError(t, loaded.Destroy(ctx))
 	assert.Equal(t, before, tree(t, b, h))
-	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "attach", "detach", "netns-remove", "unmount", "unmount"}, kinds())
+	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach", "detach", "netns-remove", "unmount", "unmount"}, kinds())
 	require.NoError(t, sb.Destroy(ctx), "destroy twice")
 	_, err = b.Load(sb.ID)
 	require.ErrorIs(t, err, sandbox.ErrNotFound)
@@ -583,7 +584,8 @@ func TestNetworkStepMovesTheJournal(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(line), &r))
 		ops = append(ops, r.Op)
 	}
-	assert.Equal(t, []string{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del", "built"}, ops)
+	assert.Equal(t, []string{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del", "built"}, ops,
+		"the durable name link and the attachment are written with the move, before either is made")
 	names, err := os.ReadDir(filepath.Join(o.StateDir, "names"))
 	require.NoError(t, err)
 	assert.Len(t, names, 1, "the name is held on the state dir too")
@@ -709,4 +711,28 @@ func TestLogDirectoryInsideTheBuildersDirsIsRefused(t *testing.T) {
 		require.ErrorAs(t, err, &ce, d)
 		assert.Equal(t, "log_directory", ce.Problems[0].Field)
 	}
+}
+
+// loopbackOnly is a Network whose Prepare says no network is configured.
+type loopbackOnly struct{ sandbox.Network }
+
+func (loopbackOnly) Prepare(context.Context, *sandbox.Attachment) error {
+	return fmt.Errorf("wrapped: %w", cni.ErrLoopbackOnly)
+}
+
+func TestNetworkThatIsNotConfiguredGivesLoopbackOnly(t *testing.T) {
+	var b *sandbox.Builder
+	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+	before := tree(t, b, h)
+	o := b.Options()
+	o.Network = loopbackOnly{o.Network}
+	b2, err := sandbox.NewBuilder(o)
+	require.NoError(t, err)
+	sb, err := b2.Build(context.Background(), podConfig("web"))
+	require.NoError(t, err)
+	assert.Empty(t, sb.IPs)
+	assert.NotEmpty(t, sb.NetnsPath)
+	require.ErrorIs(t, sb.CheckNetwork(context.Background()), sandbox.ErrNotAttached)
+	require.NoError(t, sb.Destroy(context.Background()))
+	assert.Equal(t, before, tree(t, b, h))
 }

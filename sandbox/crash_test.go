@@ -24,7 +24,12 @@ const (
 	envCrashDir  = "PODSMITH_TEST_CRASH_DIR"
 	envCrashAt   = "PODSMITH_TEST_CRASH_AT"
 	envCrashReal = "PODSMITH_TEST_CRASH_REAL" // "1": the real host, not the fakes
+	envCrashCNI  = "PODSMITH_TEST_CRASH_CNI"  // the real host's CNI network: confdir;bindirs;cachedir
 )
+
+// realNetwork plugs the crash child's CNI network in (on Linux: see
+// crashCNIOptions).
+var realNetwork = func(*sandbox.Options) error { return nil }
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(envCrashDir); dir != "" {
@@ -116,10 +121,13 @@ func crashChild(dir, at string) {
 			fail(err)
 		}
 		o.NetNS, o.Mounter = sandbox.HostNetNS(), sandbox.HostMounter()
-	} else {
-		if o, _, err = crashOptions(dir); err != nil {
+		if err := realNetwork(&o); err != nil {
 			fail(err)
 		}
+	} else if o, _, err = crashOptions(dir); err != nil {
+		fail(err)
+	}
+	if o.Network != nil {
 		o.Network = dyingNetwork{o.Network, at}
 	}
 	o.NetNS, o.Mounter = dyingNetNS{o.NetNS, at}, dyingMounter{o.Mounter, at}

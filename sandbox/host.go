@@ -2,10 +2,10 @@ package sandbox
 
 import (
 	"context"
-	"net/netip"
 
 	"github.com/podsmith/podsmith/mounts"
 	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/spec"
 )
 
@@ -39,38 +39,38 @@ type RootfsProvider interface {
 }
 
 // Network attaches a pod's network namespace to the node's networks. An
-// implementation must be safe for concurrent use. netns/cni implements it
-// with CNI plugins.
+// implementation must be safe for concurrent use. netns/cni's Network
+// implements it with CNI plugins.
 type Network interface {
+	// Prepare checks what Attach will do, with no side effect, and fills
+	// in the Attachment what Detach will need (netns/cni: the network
+	// configuration itself). The Attachment is then journaled, before
+	// Attach runs.
+	Prepare(ctx context.Context, a *Attachment) error
 	// Attach connects the pod (CNI ADD) and returns its addresses.
 	Attach(ctx context.Context, a *Attachment) (*AttachResult, error)
 	// Detach disconnects it (CNI DEL). It must be idempotent, and must
-	// release the pod's addresses even when a.NetnsPath is empty (the pin
-	// is gone, as after a reboot).
+	// release the pod's addresses even when the netns pin is gone (as
+	// after a reboot).
 	Detach(ctx context.Context, a *Attachment) error
 	// Check verifies a live attachment (CNI CHECK).
 	Check(ctx context.Context, a *Attachment) error
 }
 
-// Attachment is what a Network needs to attach or detach a pod. The
-// journal records it before Attach runs, so a later Detach (after a
-// failure, a crash or a reboot) gets the same one.
-type Attachment struct {
-	SandboxID    string            `json:"sandbox_id"`
-	NetnsPath    string            `json:"netns_path,omitempty"`
-	PodName      string            `json:"pod_name"`
-	PodNamespace string            `json:"pod_namespace"`
-	PodUID       string            `json:"pod_uid"`
-	PortMappings []PortMapping     `json:"port_mappings,omitempty"`
-	Annotations  map[string]string `json:"annotations,omitempty"`
-	CgroupParent string            `json:"cgroup_parent,omitempty"`
+// NetworkCollector is a Network that can collect attachments nobody knows
+// (CNI GC); Builder.CollectNetwork uses it.
+type NetworkCollector interface {
+	Network
+	GC(ctx context.Context, validSandboxIDs []string) error
 }
 
+// Attachment is what a Network needs to attach or detach a pod (see
+// cni.Attachment). The journal records it before Attach runs, so a later
+// Detach (after a failure, a crash or a reboot) gets the same one.
+type Attachment = cni.Attachment
+
 // AttachResult is what a Network reports of an attachment.
-type AttachResult struct {
-	// IPs are the pod's addresses, the primary first.
-	IPs []netip.Addr
-}
+type AttachResult = cni.Result
 
 // The real host.
 type (
@@ -103,9 +103,10 @@ func (hostRootfs) PreparePauseRootfs(dir string, opts spec.PauseOptions) (*spec.
 }
 
 var (
-	_ NetNSManager   = hostNetNS{}
-	_ Mounter        = hostMounter{}
-	_ RootfsProvider = hostRootfs{}
+	_ NetNSManager     = hostNetNS{}
+	_ Mounter          = hostMounter{}
+	_ RootfsProvider   = hostRootfs{}
+	_ NetworkCollector = (*cni.Network)(nil)
 )
 
 // HostNetNS returns the real NetNSManager (the netns package), for

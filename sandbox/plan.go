@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/podsmith/podsmith/cgroups"
 	"github.com/podsmith/podsmith/dns"
 	"github.com/podsmith/podsmith/mounts"
+	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/spec"
 )
 
@@ -170,6 +172,11 @@ func (b *Builder) plan(cfg *Config) (*Plan, error) {
 		}
 	}
 	b.planNamespaces(cfg, &probs)
+	if _, err := cni.BandwidthFromAnnotations(cfg.Annotations); err != nil {
+		var be *cni.BandwidthError
+		errors.As(err, &be)
+		probs.add(fmt.Sprintf("annotations[%q]", be.Annotation), fmt.Sprintf("%q: %s", truncate(be.Value), be.Reason), err)
+	}
 
 	hostname, err := dns.Hostname(cfg.Hostname, id, p.HostNetwork, b.opts.NodeHostname)
 	if err != nil {

@@ -126,7 +126,11 @@ func (b *Builder) fromRecords(id string, recs []journal.Record) (*Sandbox, error
 	case built && !destroying:
 		sb.State = StateBuilt
 		s, err := spec.Load(sb.BundleDir)
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// The run dir is gone (a reboot): the sandbox is still known
+			// from its journal, and its Destroy still releases its network.
+		case err != nil:
 			return nil, fmt.Errorf("sandbox %s: %w", id, err)
 		}
 		sb.Spec = s
@@ -347,6 +351,54 @@ func undoneSet(recs []journal.Record) map[int]bool {
 		}
 	}
 	return undone
+}
+
+// ErrNotAttached is returned by Sandbox.CheckNetwork for a sandbox with no
+// live network attachment (host network, no Network, or released).
+var ErrNotAttached = errors.New("sandbox: not attached to a network")
+
+// CheckNetwork verifies the sandbox's live network attachment (CNI CHECK),
+// for callers that want to check a running pod.
+func (s *Sandbox) CheckNetwork(ctx context.Context) error {
+	b := s.b
+	path := b.findJournal(s.ID)
+	if path == "" {
+		return fmt.Errorf("%w: %s", ErrNotFound, s.ID)
+	}
+	recs, err := journal.Read(path)
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", shortID(s.ID), err)
+	}
+	undone := undoneSet(recs)
+	for i := len(recs) - 1; i >= 0; i-- {
+		if r := recs[i]; r.Op == opDetach && !undone[r.Seq] {
+			var a Attachment
+			if err := json.Unmarshal(r.Data, &a); err != nil {
+				return fmt.Errorf("sandbox %s: journal: %w", shortID(s.ID), err)
+			}
+			if b.opts.Network == nil {
+				return fmt.Errorf("sandbox %s: the Builder has no Network to check with", shortID(s.ID))
+			}
+			return b.opts.Network.Check(ctx, &a)
+		}
+	}
+	return fmt.Errorf("%w: sandbox %s", ErrNotAttached, shortID(s.ID))
+}
+
+// CollectNetwork asks the Network to collect attachments that belong to no
+// sandbox of this Builder (CNI GC: stale cached attachments are deleted,
+// and plugins that support it collect their own). A no-op unless the
+// Network is a NetworkCollector.
+func (b *Builder) CollectNetwork(ctx context.Context) error {
+	nc, ok := b.opts.Network.(NetworkCollector)
+	if !ok {
+		return nil
+	}
+	ids, err := b.ids()
+	if err != nil {
+		return err
+	}
+	return nc.GC(ctx, ids)
 }
 
 // ReleaseNetwork detaches the sandbox from its network (CNI DEL) and

@@ -31,11 +31,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/podsmith/podsmith/cgroups"
+	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/spec"
 )
@@ -55,6 +57,7 @@ type globals struct {
 	cgroupParent            string
 	pause                   string
 	logLevel                string
+	cniConfDir, cniBinDir   string
 }
 
 const usage = `usage: podctl [global flags] COMMAND [flags] [ARG]
@@ -104,6 +107,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&g.cgroupParent, "cgroup-parent", "", "cgroup parent of pods that name none (default: /podsmith, or podsmith.slice with systemd)")
 	fs.StringVar(&g.pause, "pause", "", "static pause binary (default: catatonit on PATH)")
 	fs.StringVar(&g.logLevel, "log-level", "warn", "debug, info, warn or error (to stderr)")
+	fs.StringVar(&g.cniConfDir, "cni-conf-dir", cni.DefaultConfDir, "CNI network configurations (none there: loopback only)")
+	fs.StringVar(&g.cniBinDir, "cni-bin-dir", strings.Join(cni.DefaultBinDirs, ","), "CNI plugin directories, comma-separated")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -153,7 +158,20 @@ func (c *cli) builder() (*sandbox.Builder, error) {
 	if err != nil {
 		return nil, usagef("--cgroup-manager: %v", err)
 	}
+	// Always a Network, even with no configuration in the conf dir (then
+	// pods get loopback only): a sandbox attached earlier is detached
+	// with the configuration its journal recorded.
+	network, err := cni.New(cni.Options{
+		ConfDir:       c.g.cniConfDir,
+		BinDirs:       strings.Split(c.g.cniBinDir, ","),
+		CacheDir:      filepath.Join(c.g.root, "cni"),
+		AllowNoConfig: true,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return sandbox.NewBuilder(sandbox.Options{
+		Network:       network,
 		StateDir:      c.g.root,
 		RunDir:        c.g.runRoot,
 		NetnsDir:      c.g.netnsDir,

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -51,6 +53,8 @@ type env struct {
 	root         string
 	runtime      string
 	cgroupParent string
+	cniConfDir   string // an empty dir unless a test sets its network
+	cniBinDirs   []string
 	lc           *testutil.LeakCheck
 }
 
@@ -70,7 +74,7 @@ func newEnv(t *testing.T, runtime string) *env {
 	bins := testutil.RequireBinaries(t, runtime, "nsenter")
 	require.NoError(t, testutil.BecomeSubreaper())
 	root := t.TempDir()
-	e := &env{t: t, root: root, runtime: bins[runtime], cgroupParent: "/podsmith-test-" + randomHex(t, 4)}
+	e := &env{t: t, root: root, runtime: bins[runtime], cgroupParent: "/podsmith-test-" + randomHex(t, 4), cniConfDir: t.TempDir()}
 	if runtime == "crun" {
 		hybrid, err := testutil.HybridCgroups()
 		require.NoError(t, err)
@@ -84,7 +88,7 @@ func newEnv(t *testing.T, runtime string) *env {
 	// podctl's base directories stay (they are the node's, not a pod's);
 	// anything else left under root is a leak.
 	var skeleton []string
-	for _, d := range []string{"state", "state/journals", "state/names", "run", "run/journals", "run/names",
+	for _, d := range []string{"state", "state/journals", "state/names", "state/cni", "state/cni/results", "run", "run/journals", "run/names",
 		"run/sandboxes", "run/podctl", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
 		skeleton = append(skeleton, filepath.Join(root, d))
 	}
@@ -105,6 +109,10 @@ func (e *env) podctl(args ...string) result {
 	global := []string{
 		"--root", filepath.Join(e.root, "state"), "--run-root", filepath.Join(e.root, "run"),
 		"--netns-dir", filepath.Join(e.root, "netns"), "--runtime", e.runtime, "--cgroup-parent", e.cgroupParent,
+		"--cni-conf-dir", e.cniConfDir,
+	}
+	if len(e.cniBinDirs) > 0 {
+		global = append(global, "--cni-bin-dir", strings.Join(e.cniBinDirs, ","))
 	}
 	return runPodctl(e.t, append(global, args...)...)
 }
@@ -420,4 +428,38 @@ func sysctls(c *sandbox.Config) map[string]string {
 		return nil
 	}
 	return c.Linux.Sysctls
+}
+
+// TestNetwork runs the port-mapping sample on a test CNI network: inspect
+// shows the pod's address, the port mapping is in the nat table, stop
+// releases the address.
+func TestNetwork(t *testing.T) {
+	e := newEnv(t, "runc")
+	n := testutil.NewCNINetwork(t, testutil.CNINetworkOptions{Portmap: true})
+	e.cniConfDir, e.cniBinDirs = n.ConfDir, n.BinDirs
+	id := strings.TrimSpace(e.ok("run", "../pods/portmap.json"))
+	v := e.inspect(id)
+	e.lc.TrackProcess(v.PausePID)
+	e.lc.TrackProcess(v.MonitorPID)
+	for _, p := range n.Ports() {
+		e.lc.TrackLink(p)
+	}
+	require.Len(t, v.IPs, 1)
+	ip, err := netip.ParseAddr(v.IPs[0])
+	require.NoError(t, err)
+	assert.True(t, n.Subnet.Contains(ip))
+	assert.Equal(t, []string{v.IPs[0]}, n.Allocations())
+	require.NoError(t, testutil.Ping(ip, 5*time.Second))
+	nat := testutil.NAT(t)
+	assert.Contains(t, nat, fmt.Sprintf("--dport 18080 -j DNAT --to-destination %s:80", ip))
+	assert.Contains(t, nat, fmt.Sprintf("-d 127.0.0.1/32 -p udp -m udp --dport 18053 -j DNAT --to-destination %s:53", ip))
+	assert.Contains(t, e.ok("ls"), v.IPs[0])
+
+	e.ok("stop", id)
+	require.NoError(t, testutil.WaitExit(v.MonitorPID))
+	assert.Empty(t, n.Allocations(), "stop released the address, as CRI stop does")
+	assert.Empty(t, e.inspect(id).IPs)
+	assert.Empty(t, n.Rules(t))
+	e.ok("rm", id)
+	assert.Empty(t, e.lc.Leaked())
 }

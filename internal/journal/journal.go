@@ -223,12 +223,13 @@ func (j *Journal) Append(r Record, durable bool) (Record, error) {
 	return r, nil
 }
 
-// MoveTo moves the journal to path, durably: its records go to a temporary
-// file in path's directory, locked, fsynced and renamed into place, the
-// directory fsynced; then the old file is removed and appends go to the new
-// one. Whoever waited for the old file's lock gets ErrGone from Open and
-// finds the new one (locked until this journal is closed).
-func (j *Journal) MoveTo(path string) error {
+// MoveTo moves the journal to path, durably, appending the extra records
+// on the way: the records go to a temporary file in path's directory,
+// locked, fsynced and renamed into place, the directory fsynced (two
+// fsyncs, however many records); then the old file is removed and appends
+// go to the new one. Whoever waited for the old file's lock gets ErrGone
+// from Open and finds the new one (locked until this journal is closed).
+func (j *Journal) MoveTo(path string, extra ...Record) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
@@ -242,8 +243,13 @@ func (j *Journal) MoveTo(path string) error {
 	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX); err != nil {
 		return fail(err)
 	}
+	records := slices.Clone(j.records)
+	for _, r := range extra {
+		r.Seq = len(records) + 1
+		records = append(records, r)
+	}
 	var buf bytes.Buffer
-	for _, r := range j.records {
+	for _, r := range records {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return fail(err)
@@ -271,7 +277,7 @@ func (j *Journal) MoveTo(path string) error {
 	}
 	old := j.f
 	oldPath := j.path
-	j.f, j.path, j.synced, j.lock, j.size = f, path, true, tmp, int64(buf.Len())
+	j.f, j.path, j.synced, j.lock, j.size, j.records = f, path, true, tmp, int64(buf.Len()), records
 	if err := os.Remove(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("journal: move: remove %s: %w", oldPath, err)
 	}

@@ -107,8 +107,9 @@ func TestMoveTo(t *testing.T) {
 	require.NoError(t, err)
 	defer waiter.Close()
 
-	require.NoError(t, j.MoveTo(to))
+	require.NoError(t, j.MoveTo(to, Record{Op: "moved", Path: "/x"}))
 	assert.NoFileExists(t, from)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "moved", Path: "/x"}}, j.Records(), "extra records appended")
 	assert.Equal(t, to, j.Path())
 	_, err = j.Append(Record{Op: "b"}, true)
 	require.NoError(t, err)
@@ -126,7 +127,7 @@ func TestMoveTo(t *testing.T) {
 
 	recs, err := Read(to)
 	require.NoError(t, err)
-	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "b"}}, recs)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "moved", Path: "/x"}, {Seq: 3, Op: "b"}}, recs)
 	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Len(t, ents, 1, "no temp file left")

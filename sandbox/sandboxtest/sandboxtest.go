@@ -37,7 +37,7 @@ import (
 // Op is one operation the fake host did.
 type Op struct {
 	// Kind is one of netns-create, netns-remove, mount-shm, bind,
-	// unmount, attach, detach, check.
+	// unmount, prepare, attach, detach, check.
 	Kind string
 	// Path is the pin or mount point; for the network ops, the sandbox ID.
 	Path string
@@ -225,6 +225,12 @@ type networkFake struct{ h *Host }
 var fakePrefix = netip.MustParsePrefix("198.18.0.0/15")
 
 func (f networkFake) file(id string) string { return filepath.Join(f.h.dir, "attachments", id) }
+
+func (f networkFake) Prepare(_ context.Context, a *sandbox.Attachment) error {
+	f.h.record("prepare", a.SandboxID)
+	a.Network, a.IfName = "fake", "eth0"
+	return nil
+}
 
 func (f networkFake) Attach(ctx context.Context, a *sandbox.Attachment) (*sandbox.AttachResult, error) {
 	if err := ctx.Err(); err != nil {

@@ -32,6 +32,7 @@ func TestHostRecordsAndFails(t *testing.T) {
 		{Kind: "bind", Path: sb.Files.Rootfs},
 		{Kind: "mount-shm", Path: sb.Files.Shm},
 		{Kind: "netns-create", Path: sb.NetnsPath},
+		{Kind: "prepare", Path: sb.ID},
 		{Kind: "attach", Path: sb.ID},
 	}, h.Ops())
 	assert.FileExists(t, sb.NetnsPath, "a fake pin is a file")

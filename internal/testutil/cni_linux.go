@@ -1,0 +1,395 @@
+package testutil
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// CNINetwork is a CNI network made for one test: a bridge and a subnet of
+// its own (10.199.x.0/24, never a real node's), host-local IPAM with its
+// state under the test's temp dir, and Debian's plugins from /usr/lib/cni.
+//
+// Tests with a CNINetwork hold a machine-wide lock for their duration:
+// the bridge plugin turns IP forwarding on and portmap adds chains that all
+// users share (CNI-HOSTPORT-*), and each test puts back what it found. The
+// cleanup checks that the test left no veth on the bridge, no address
+// allocated and no iptables rule of its own, then removes the bridge.
+type CNINetwork struct {
+	Name     string // the network's and the bridge's name
+	Subnet   netip.Prefix
+	Gateway  netip.Addr
+	ConfDir  string
+	BinDirs  []string
+	IPAMDir  string // host-local's dataDir
+	CacheDir string // libcni's cache
+	// PluginDir holds the test's own plugins (searched first).
+	PluginDir string
+}
+
+// CNINetworkOptions shape a CNINetwork's configuration.
+type CNINetworkOptions struct {
+	// Portmap adds the portmap plugin (capability portMappings).
+	Portmap bool
+	// Bandwidth adds the bandwidth plugin (capability bandwidth).
+	Bandwidth bool
+	// Extra plugin configurations, after the others.
+	Extra []map[string]any
+}
+
+// cniPluginDir is where Debian's containernetworking-plugins are.
+const cniPluginDir = "/usr/lib/cni"
+
+// cniLock is the machine-wide lock of tests that use CNI plugins.
+const cniLock = "/run/lock/podsmith-cni-tests.lock"
+
+// NewCNINetwork makes a test network. Call it after CheckLeaks, so that its
+// cleanup (which checks the bridge has no veth left, then removes it) runs
+// before the leak check.
+func NewCNINetwork(t testing.TB, o CNINetworkOptions) *CNINetwork {
+	t.Helper()
+	RequireRoot(t)
+	RequireBinaries(t, "ip", "iptables", "iptables-save")
+	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		if _, err := os.Stat(filepath.Join(cniPluginDir, p)); err != nil {
+			skipOrFail(t, os.Getenv(EnvRequireRoot) == "1", fmt.Sprintf("test needs the CNI plugin %s: %v", p, err))
+			return nil
+		}
+	}
+	lock := lockCNITests(t)
+	b := make([]byte, 5)
+	_, err := rand.Read(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	n := &CNINetwork{
+		Name:      "pst" + hex.EncodeToString(b[:4]),
+		Subnet:    netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 199, b[4], 0}), 24),
+		ConfDir:   filepath.Join(dir, "net.d"),
+		IPAMDir:   filepath.Join(dir, "ipam"),
+		CacheDir:  filepath.Join(dir, "cache"),
+		PluginDir: filepath.Join(dir, "plugins"),
+	}
+	n.Gateway = n.Subnet.Addr().Next()
+	n.BinDirs = []string{n.PluginDir, cniPluginDir}
+	for _, d := range []string{n.ConfDir, n.IPAMDir, n.PluginDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forward, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	chainsBefore := natChains(t)
+
+	plugins := []map[string]any{{
+		"type": "bridge", "bridge": n.Name, "isGateway": true, "ipMasq": false,
+		"ipam": map[string]any{
+			"type": "host-local", "dataDir": n.IPAMDir,
+			"ranges": [][]map[string]string{{{"subnet": n.Subnet.String()}}},
+		},
+	}}
+	if o.Portmap {
+		plugins = append(plugins, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}})
+	}
+	if o.Bandwidth {
+		plugins = append(plugins, map[string]any{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}})
+	}
+	plugins = append(plugins, o.Extra...)
+	n.WriteConf(t, "10-"+n.Name+".conflist", map[string]any{"cniVersion": "1.0.0", "name": n.Name, "plugins": plugins})
+
+	t.Cleanup(func() {
+		defer lock.Close()
+		for _, port := range n.Ports() {
+			t.Errorf("leaked veth %s on bridge %s", port, n.Name)
+			_ = exec.Command("ip", "link", "del", port).Run()
+		}
+		if ips := n.Allocations(); len(ips) > 0 {
+			t.Errorf("leaked IPAM allocations in %s: %v", n.IPAMDir, ips)
+		}
+		if rules := n.Rules(t); len(rules) > 0 {
+			t.Errorf("leaked iptables rules of network %s:\n%s", n.Name, strings.Join(rules, "\n"))
+		}
+		_ = exec.Command("ip", "link", "del", n.Name).Run()
+		if len(forward) > 0 {
+			_ = os.WriteFile("/proc/sys/net/ipv4/ip_forward", forward, 0o644)
+		}
+		removeNewHostportChains(t, chainsBefore)
+	})
+	return n
+}
+
+// lockCNITests takes the machine-wide lock of CNI tests, waiting for it.
+func lockCNITests(t testing.TB) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(cniLock, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatalf("CNI test lock: %v", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("CNI test lock: %v", err)
+	}
+	return f
+}
+
+// WriteConf writes a network configuration file into the conf dir.
+func (n *CNINetwork) WriteConf(t testing.TB, name string, conf any) string {
+	t.Helper()
+	var b []byte
+	if s, ok := conf.(string); ok {
+		b = []byte(s)
+	} else {
+		var err error
+		if b, err = json.MarshalIndent(conf, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(n.ConfDir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// WritePlugin writes an executable plugin (a shell script) into the test's
+// plugin dir.
+func (n *CNINetwork) WritePlugin(t testing.TB, name, script string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(n.PluginDir, name), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Allocations returns the addresses host-local holds for the network.
+func (n *CNINetwork) Allocations() []string {
+	ents, _ := os.ReadDir(filepath.Join(n.IPAMDir, n.Name))
+	var ips []string
+	for _, e := range ents {
+		if _, err := netip.ParseAddr(e.Name()); err == nil {
+			ips = append(ips, e.Name())
+		}
+	}
+	return ips
+}
+
+// Ports returns the interfaces enslaved to the bridge.
+func (n *CNINetwork) Ports() []string {
+	ents, _ := os.ReadDir(filepath.Join("/sys/class/net", n.Name, "brif"))
+	var ports []string
+	for _, e := range ents {
+		ports = append(ports, e.Name())
+	}
+	return ports
+}
+
+// Rules returns the iptables rules (all tables) that name the network:
+// portmap tags its rules with it.
+func (n *CNINetwork) Rules(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		t.Fatalf("iptables-save: %v", err)
+	}
+	var rules []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, `\"`+n.Name+`\"`) || strings.Contains(l, `"`+n.Name+`"`) {
+			rules = append(rules, l)
+		}
+	}
+	return rules
+}
+
+// NAT returns the nat table, as iptables-save prints it.
+func NAT(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatalf("iptables-save: %v", err)
+	}
+	return string(out)
+}
+
+// natChains lists the nat table's chains.
+func natChains(t testing.TB) []string {
+	var chains []string
+	for _, l := range strings.Split(NAT(t), "\n") {
+		if strings.HasPrefix(l, ":") {
+			chains = append(chains, strings.Fields(l[1:])[0])
+		}
+	}
+	return chains
+}
+
+// removeNewHostportChains removes portmap's shared chains if this test
+// made them and they hold no rule any more.
+func removeNewHostportChains(t testing.TB, before []string) {
+	var created []string
+	for _, c := range natChains(t) {
+		if strings.HasPrefix(c, "CNI-HOSTPORT-") && !slices.Contains(before, c) {
+			created = append(created, c)
+		}
+	}
+	if len(created) == 0 {
+		return
+	}
+	nat := NAT(t)
+	for _, c := range created {
+		for _, l := range strings.Split(nat, "\n") {
+			if strings.HasPrefix(l, "-A "+c+" ") && strings.Contains(l, " -j CNI-DN-") {
+				return // still in use by someone: leave the shared chains
+			}
+		}
+	}
+	for _, l := range strings.Split(nat, "\n") {
+		f := splitRule(l)
+		if len(f) > 2 && f[0] == "-A" && slices.ContainsFunc(created, func(c string) bool { return strings.HasSuffix(l, "-j "+c) }) && !slices.Contains(created, f[1]) {
+			if out, err := exec.Command("iptables", append([]string{"-t", "nat", "-D"}, f[1:]...)...).CombinedOutput(); err != nil {
+				t.Errorf("remove %q: %v: %s", l, err, out)
+			}
+		}
+	}
+	for _, c := range created {
+		_ = exec.Command("iptables", "-t", "nat", "-F", c).Run()
+	}
+	for _, c := range created {
+		if out, err := exec.Command("iptables", "-t", "nat", "-X", c).CombinedOutput(); err != nil {
+			t.Errorf("remove chain %s: %v: %s", c, err, out)
+		}
+	}
+}
+
+// splitRule splits an iptables-save line into arguments, as a shell would:
+// a comment in double quotes is one argument.
+func splitRule(line string) []string {
+	var args []string
+	var cur strings.Builder
+	in, esc, started := false, false, false
+	for _, r := range line {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\':
+			esc = true
+		case r == '"':
+			in, started = !in, true
+		case r == ' ' && !in:
+			if started || cur.Len() > 0 {
+				args = append(args, cur.String())
+				cur.Reset()
+				started = false
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if started || cur.Len() > 0 {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// Ping sends one ICMP echo request to ip (IPv4) and waits for the reply.
+func Ping(ip netip.Addr, timeout time.Duration) error {
+	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id := uint16(os.Getpid())
+	msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'p', 'o', 'd', 's', 'm', 'i', 't', 'h'}
+	binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+	if _, err := c.WriteTo(msg, &net.IPAddr{IP: ip.AsSlice()}); err != nil {
+		return err
+	}
+	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("ping %s: %w", ip, err)
+		}
+		// The raw socket gives the ICMP message without the IP header.
+		if n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && from.String() == ip.String() {
+			return nil
+		}
+	}
+}
+
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// WaitLinkGone waits (for netlink's word, not by polling) until the link
+// is deleted, or timeout passes. The kernel deletes a veth whose peer's
+// namespace dies asynchronously, after the namespace's last user is gone.
+func WaitLinkGone(name string, timeout time.Duration) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
+		return err
+	}
+	ifc, err := net.InterfaceByName(name) // after subscribing: no event is missed
+	if err != nil {
+		return nil // gone already
+	}
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 1<<16)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("link %s still there after %s", name, timeout)
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if m.Header.Type == unix.RTM_DELLINK && len(m.Data) >= unix.SizeofIfInfomsg &&
+				int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))) == ifc.Index {
+				return nil
+			}
+		}
+	}
+}
