@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/opencontainers/selinux/go-selinux/label"
@@ -31,8 +35,8 @@ type Step string
 const (
 	// StepValidate checks the config and computes the plan (Plan).
 	StepValidate Step = "validate"
-	// StepReserve creates the sandbox's state dir and journal and reserves
-	// its name.
+	// StepReserve creates the sandbox's journal (in the run dir) and
+	// reserves its name.
 	StepReserve Step = "reserve"
 	// StepDirs creates the bundle directory under the run dir.
 	StepDirs Step = "dirs"
@@ -97,6 +101,11 @@ type Builder struct {
 
 	prepMu sync.Mutex
 	rootfs *spec.PauseRootfs // set by prepare
+
+	labelMu sync.Mutex
+	labels  map[string]bool // SELinux process labels this Builder's sandboxes hold
+
+	tag string // this Builder's mark on shared resources (netns pins)
 }
 
 // NewBuilder checks opts and returns a Builder; unset options take their
@@ -108,7 +117,8 @@ func NewBuilder(opts Options) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Builder{opts: o, log: o.Logger, hostResolv: &hostResolv{path: o.HostResolvConf}}
+	sum := sha256.Sum256([]byte(o.StateDir))
+	b := &Builder{opts: o, log: o.Logger, hostResolv: &hostResolv{path: o.HostResolvConf}, tag: hex.EncodeToString(sum[:4])}
 	if b.sysctls, err = spec.NormalizeSysctls(o.DefaultSysctls, false, false); err != nil {
 		var probs problems
 		probs.sysctls("Options.DefaultSysctls", err)
@@ -157,6 +167,13 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
+	// The network lock exists from now on: opening it is then no disk
+	// write on a Build's path.
+	lock, err := os.OpenFile(b.networkLock(), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	lock.Close()
 	// The durable journals' directories must survive a power loss too.
 	if err := atomicfile.SyncDir(o.StateDir); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -206,6 +223,7 @@ type build struct {
 	ips     []netip.Addr
 	timings []StepTiming
 	t0      time.Time // when the current step started
+	durable bool      // the journal is on the state dir
 }
 
 // Build builds the sandbox cfg asks for and returns it with its bundle
@@ -223,6 +241,7 @@ func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.holdLabel(p.processLabel)
 	bl := &build{b: b, p: p}
 	bl.timed(StepValidate, start, nil)
 	steps := []struct {
@@ -283,7 +302,7 @@ func (bl *build) timed(step Step, t0 time.Time, err error) {
 func (bl *build) fail(ctx context.Context, step Step, err error) error {
 	var nr *NameReservedError
 	if bl.j == nil { // nothing journaled: nothing was done
-		releaseLabel(bl.p.processLabel)
+		bl.b.releaseHeldLabel(bl.p.processLabel)
 		if errors.As(err, &nr) {
 			return err
 		}
@@ -291,7 +310,7 @@ func (bl *build) fail(ctx context.Context, step Step, err error) error {
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bl.b.opts.UndoTimeout)
 	defer cancel()
-	rerr := bl.b.replay(uctx, bl.j)
+	rerr := bl.b.replay(uctx, bl.p.ID, bl.j)
 	bl.j.Close()
 	if errors.As(err, &nr) && rerr == nil {
 		return err
@@ -319,11 +338,6 @@ func (bl *build) reserve(context.Context) error {
 			return &NameReservedError{Name: p.Name, ID: owner}
 		}
 	}
-	j, err := journal.Create(b.volatileJournal(p.ID))
-	if err != nil {
-		return err
-	}
-	bl.j = j
 	data, err := json.Marshal(sandboxRecord{
 		ID: p.ID, Name: p.Name, Config: p.Config, Hostname: p.Hostname, BundleDir: p.BundleDir,
 		NetnsPath: p.NetnsPath, Files: p.Files, ShmSize: p.ShmSize, CgroupParent: p.CgroupParent,
@@ -332,27 +346,22 @@ func (bl *build) reserve(context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := j.Append(journal.Record{Op: opBegin, Data: data}, false); err != nil {
-		return err
-	}
+	first := []journal.Record{{Op: opBegin, Data: data}}
 	if p.processLabel != "" {
 		// The label's MCS pair, reserved by the plan, goes back when the
 		// sandbox does.
-		if _, err := j.Append(journal.Record{Op: opReleaseLabel, Name: p.processLabel}, false); err != nil {
-			return err
-		}
+		first = append(first, journal.Record{Op: opReleaseLabel, Name: p.processLabel})
 	}
-	return bl.link(b.volatileName(p.Name), false)
-}
-
-// link reserves the name with a link (journaled first) whose target is the
-// ID: symlink(2) creates it whole or fails with EEXIST, so exactly one of
-// several racing builds wins a name.
-func (bl *build) link(path string, durable bool) error {
-	if _, err := bl.j.Append(journal.Record{Op: opReleaseName, Path: path, Name: bl.p.ID}, durable); err != nil {
+	link := b.volatileName(p.Name)
+	first = append(first, journal.Record{Op: opReleaseName, Path: link, Name: p.ID})
+	// The journal is born with these records and locked: nobody (a
+	// Recover, a Destroy) ever sees it empty or unlocked.
+	j, err := journal.Create(b.volatileJournal(p.ID), first...)
+	if err != nil {
 		return err
 	}
-	return bl.symlink(path, durable)
+	bl.j = j
+	return bl.symlink(link, false)
 }
 
 // symlink makes the name link whose undo is journaled already.
@@ -402,8 +411,22 @@ func (b *Builder) nameOwner(link string) (string, error) {
 	return "", nil
 }
 
-// removeLinkTo removes the name link if it still holds id.
+// removeLinkTo removes the name link if it still holds id. The check and
+// the removal happen under a lock on the names directory, so that two
+// removers of one stale link cannot take turns and remove a fresh one
+// made in between. (Making a link needs no lock: symlink(2) is atomic.)
 func removeLinkTo(link, id string) error {
+	d, err := os.Open(filepath.Dir(link))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
+		return err
+	}
 	if cur, err := os.Readlink(link); err != nil || cur != id {
 		return nil // gone, or another sandbox's now
 	}
@@ -474,7 +497,7 @@ func (bl *build) netns(context.Context) error {
 	if err := bl.record(opNetnsRemove, bl.p.NetnsPath, false); err != nil {
 		return err
 	}
-	path, err := bl.b.opts.NetNS.Create(bl.b.opts.NetnsDir, netnsName(bl.p.ID))
+	path, err := bl.b.opts.NetNS.Create(bl.b.opts.NetnsDir, bl.b.netnsName(bl.p.ID))
 	if err == nil && path != bl.p.NetnsPath {
 		err = fmt.Errorf("netns pinned at %s, not %s", path, bl.p.NetnsPath)
 	}
@@ -520,6 +543,14 @@ func (bl *build) network(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A CNI GC (CollectNetwork) must not run between the move of the
+	// journal and the end of the ADD: its list of valid sandboxes could
+	// miss this one, and its DEL undo the ADD.
+	unlock, err := bl.b.lockNetwork(ctx, unix.LOCK_SH)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// The IPAM allocation this may make survives a reboot, so must its
 	// undo: the journal moves to the state dir, fsynced, with the undo of
 	// the attachment and of a name link there (a rebooted node still knows
@@ -531,6 +562,7 @@ func (bl *build) network(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
+	bl.durable = true
 	if err := bl.symlink(link, true); err != nil {
 		return err
 	}
@@ -566,7 +598,9 @@ func (bl *build) spec(context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = bl.j.Append(journal.Record{Op: opBuilt, Data: data}, false)
+	// Durable when the journal is: after a power loss, a Recover must not
+	// take a built sandbox for an unfinished one.
+	_, err = bl.j.Append(journal.Record{Op: opBuilt, Data: data}, bl.durable)
 	return err
 }
 

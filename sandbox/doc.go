@@ -12,7 +12,7 @@
 // config.json.
 //
 // The journal. Before each step changes the host, it appends the undo of
-// that change to the sandbox's journal (a file in the state dir) as data:
+// that change to the sandbox's journal as data:
 // {"op":"unmount","path":...}, {"op":"netns-remove",...},
 // {"op":"cni-del",...}. A failed Build replays the journal backwards;
 // Destroy is the same replay; Recover replays the journals that crashed
@@ -22,6 +22,18 @@
 // the journal, the sandbox then reported as StateNeedsCleanup until a
 // Destroy finishes it. Rollbacks run on a context detached from the
 // caller's, so a cancelled request still cleans up.
+//
+// Where it lives. A journal starts in the run dir (RunDir/journals, a
+// tmpfs that a reboot empties, like the mounts and namespaces it undoes):
+// writing there costs no disk. When a Build is about to attach the pod to
+// the network, whose IP allocation survives a reboot, the journal moves
+// durably (fsynced, renamed) to StateDir/journals, and its network undo
+// with it; from then on its records are fsynced. config.json and the
+// bundle's files are written to the run dir and not fsynced: a crash that
+// loses them also loses the mounts they describe, and the journal undoes
+// the rest. The journal's flock marks a Build or Destroy in progress, in
+// this process or another, and Load, List, Recover and CollectNetwork
+// respect it.
 //
 // The host-facing work goes through small interfaces (NetNSManager,
 // Mounter, RootfsProvider, Network) whose defaults are podsmith's netns,

@@ -18,6 +18,8 @@ var (
 	ErrNameReserved = errors.New("sandbox: name reserved")
 	// ErrNotFound means no sandbox has the ID or name.
 	ErrNotFound = errors.New("sandbox: not found")
+	// ErrAmbiguous means an ID prefix names more than one sandbox.
+	ErrAmbiguous = errors.New("sandbox: ambiguous")
 	// ErrNotSupported is returned on systems other than Linux by the real
 	// host implementations.
 	ErrNotSupported = platform.ErrNotSupported

@@ -107,7 +107,12 @@ func (b *Builder) volatileName(name string) string {
 func (b *Builder) durableName(name string) string {
 	return filepath.Join(b.opts.StateDir, "names", nameHash(name))
 }
-func netnsName(id string) string { return "podsmith-" + id }
+
+// netnsName names a sandbox's netns pin: "podsmith-", a tag of this
+// Builder (its state dir's) and the ID. The netns dir may be shared with
+// other Builders (/run/netns is the default): a Builder sweeps only pins
+// with its own tag.
+func (b *Builder) netnsName(id string) string { return "podsmith-" + b.tag + "-" + id }
 
 // Plan validates cfg and computes what Build would do, with no side effect
 // at all. Every problem comes back in one *ConfigError (ErrInvalidConfig),
@@ -150,7 +155,7 @@ func (b *Builder) plan(cfg *Config) (*Plan, error) {
 		p.Files.Shm = "/dev/shm"
 	}
 	if !p.HostNetwork {
-		p.NetnsPath = filepath.Join(b.opts.NetnsDir, netnsName(id))
+		p.NetnsPath = filepath.Join(b.opts.NetnsDir, b.netnsName(id))
 	}
 
 	var probs problems

@@ -2,14 +2,16 @@ package sandbox
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"github.com/opencontainers/selinux/go-selinux"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/opencontainers/selinux/go-selinux"
+
+	"github.com/podsmith/podsmith/internal/journal"
 )
 
 // RecoverReport says what Recover cleaned up.
@@ -38,35 +40,63 @@ func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 		return rep, fmt.Errorf("sandbox: recover: %w", err)
 	}
 	for _, id := range ids {
-		sb, err := b.Load(id)
-		if errors.Is(err, ErrNotFound) {
-			continue // destroyed meanwhile
-		}
+		destroyed, err := b.recoverOne(ctx, id)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			errs = append(errs, fmt.Errorf("sandbox %s: recover: %w", shortID(id), err))
 		}
-		if sb.State == StateBuilt || sb.State == StateBuilding {
-			// A process restarted: hold the SELinux MCS pairs of the
-			// sandboxes that live on, so no new one gets the same.
-			if sb.Spec != nil && sb.Spec.Process != nil && sb.Spec.Process.SelinuxLabel != "" {
-				if err := selinux.ReserveLabelV2(sb.Spec.Process.SelinuxLabel); err != nil && !errors.Is(err, selinux.ErrMCSAlreadyExists) {
-					errs = append(errs, fmt.Errorf("sandbox %s: %w", shortID(id), err))
-				}
-			}
-			continue
+		if destroyed {
+			rep.Destroyed = append(rep.Destroyed, id)
 		}
-		if err := b.Destroy(ctx, id); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		rep.Destroyed = append(rep.Destroyed, id)
 	}
 	rep.Orphans, err = b.sweepOrphans()
 	if err != nil {
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)
+}
+
+// recoverOne decides about one sandbox under its journal's lock, without
+// waiting for it: a journal another holds is a Build or Destroy in
+// progress, and is left alone; a built sandbox is the caller's; anything
+// else is undone.
+func (b *Builder) recoverOne(ctx context.Context, id string) (bool, error) {
+	path := b.findJournal(id)
+	if path == "" {
+		return false, nil
+	}
+	j, err := journal.TryOpen(path)
+	if errors.Is(err, journal.ErrLocked) || journal.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer j.Close()
+	if cur := b.findJournal(id); cur != path {
+		return false, nil // it moved meanwhile: its builder is alive
+	}
+	sb, err := b.fromRecords(id, j.Records(), false)
+	if err != nil {
+		return false, err
+	}
+	if sb.State == StateBuilt {
+		// A process restarted: hold the SELinux MCS pairs of the
+		// sandboxes that live on, so no new one gets the same.
+		if sb.Spec != nil && sb.Spec.Process != nil && sb.Spec.Process.SelinuxLabel != "" {
+			l := sb.Spec.Process.SelinuxLabel
+			if err := selinux.ReserveLabelV2(l); err != nil && !errors.Is(err, selinux.ErrMCSAlreadyExists) {
+				return false, err
+			}
+			b.holdLabel(l)
+		}
+		return false, nil
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
+	defer cancel()
+	if err := b.destroyLocked(uctx, id, j); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // sweepOrphans removes what belongs to no sandbox. A Build makes its
@@ -98,19 +128,34 @@ func (b *Builder) sweepOrphans() ([]string, error) {
 		}
 	}
 	// A journal left in the run dir by a crash while it moved to the state
-	// dir: the moved one is complete.
-	if ents, err := os.ReadDir(filepath.Join(b.opts.RunDir, "journals")); err == nil {
+	// dir (the moved one is complete), and temporary files of a journal
+	// being created or moved when its process died.
+	for _, dir := range []string{filepath.Join(b.opts.RunDir, "journals"), filepath.Join(b.opts.StateDir, "journals")} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
 		for _, e := range ents {
-			durable := b.durableJournal(e.Name())
-			if _, err := os.Lstat(durable); err != nil {
+			p := filepath.Join(dir, e.Name())
+			switch {
+			case journal.StaleTemp(dir, e.Name()):
+			case dir == filepath.Join(b.opts.RunDir, "journals") && isID(e.Name()):
+				if _, err := os.Lstat(b.durableJournal(e.Name())); err != nil {
+					continue
+				}
+				// Both copies: whoever holds one is its build; the stale one
+				// is unlocked.
+				if journal.Locked(p) {
+					continue
+				}
+			default:
 				continue
 			}
-			stale := b.volatileJournal(e.Name())
-			if err := os.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 				continue
 			}
-			removed = append(removed, stale)
+			removed = append(removed, p)
 		}
 	}
 	bundles := filepath.Join(b.opts.RunDir, "sandboxes")
@@ -136,7 +181,7 @@ func (b *Builder) sweepOrphans() ([]string, error) {
 	}
 	if ents, err := os.ReadDir(b.opts.NetnsDir); err == nil {
 		for _, e := range ents {
-			id, ok := strings.CutPrefix(e.Name(), netnsName(""))
+			id, ok := strings.CutPrefix(e.Name(), b.netnsName(""))
 			if !ok || !isID(id) || b.alive(id) {
 				continue
 			}

@@ -75,24 +75,37 @@ func (b *Builder) Load(id string) (*Sandbox, error) {
 	if !isID(id) {
 		return nil, fmt.Errorf("%w: %q is not a sandbox ID", ErrNotFound, truncate(id))
 	}
-	path := b.findJournal(id)
-	if path == "" {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	// A journal can move (to the state dir) or go (destroyed) between
+	// finding it and reading it: look again.
+	for range 3 {
+		path := b.findJournal(id)
+		if path == "" {
+			break
+		}
+		// Whether a Build holds it, asked before reading: a Build that is
+		// done by the time of the read has written "built".
+		locked := journal.Locked(path)
+		recs, err := journal.Read(path)
+		if journal.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		return b.fromRecords(id, recs, locked)
 	}
-	recs, err := journal.Read(path)
-	if journal.IsNotExist(err) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	return b.fromRecords(id, recs)
+	return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 }
 
-func (b *Builder) fromRecords(id string, recs []journal.Record) (*Sandbox, error) {
+// fromRecords makes a Sandbox of its journal's records; locked says
+// whether another held the journal when they were read.
+func (b *Builder) fromRecords(id string, recs []journal.Record, locked bool) (*Sandbox, error) {
+	unfinished := StateNeedsCleanup
+	if locked {
+		unfinished = StateBuilding
+	}
 	if len(recs) == 0 || recs[0].Op != opBegin {
-		// Created, then the process died before the first record.
-		return &Sandbox{ID: id, State: b.unfinishedState(id), b: b}, nil
+		return &Sandbox{ID: id, State: unfinished, b: b}, nil
 	}
 	var sr sandboxRecord
 	if err := json.Unmarshal(recs[0].Data, &sr); err != nil {
@@ -137,23 +150,9 @@ func (b *Builder) fromRecords(id string, recs []journal.Record) (*Sandbox, error
 	case destroying:
 		sb.State = StateNeedsCleanup
 	default:
-		sb.State = b.unfinishedState(id)
+		sb.State = unfinished
 	}
 	return sb, nil
-}
-
-// unfinishedState tells a Build in progress (its journal is locked) from
-// one that died.
-func (b *Builder) unfinishedState(id string) State {
-	f, err := os.Open(b.findJournal(id))
-	if err != nil {
-		return StateNeedsCleanup
-	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return StateBuilding
-	}
-	return StateNeedsCleanup
 }
 
 // findJournal returns the path of a sandbox's journal: in the state dir
@@ -173,7 +172,9 @@ func (b *Builder) alive(id string) bool { return isID(id) && b.findJournal(id) !
 // ids returns the IDs of every sandbox with a journal, sorted.
 func (b *Builder) ids() ([]string, error) {
 	seen := map[string]bool{}
-	for _, dir := range []string{filepath.Join(b.opts.StateDir, "journals"), filepath.Join(b.opts.RunDir, "journals")} {
+	// The run dir first: a journal that moves to the state dir between the
+	// two scans is found in the second.
+	for _, dir := range []string{filepath.Join(b.opts.RunDir, "journals"), filepath.Join(b.opts.StateDir, "journals")} {
 		ents, err := os.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // not prepared yet: no sandboxes
@@ -190,25 +191,29 @@ func (b *Builder) ids() ([]string, error) {
 	return slices.Sorted(maps.Keys(seen)), nil
 }
 
-// List returns every sandbox of the node, in creation order.
+// List returns every sandbox of the node, in creation order. A journal
+// that cannot be read does not hide the others: List returns those it
+// could load and an error naming the rest.
 func (b *Builder) List() ([]*Sandbox, error) {
 	ids, err := b.ids()
 	if err != nil {
 		return nil, err
 	}
 	var out []*Sandbox
+	var errs []error
 	for _, id := range ids {
 		sb, err := b.Load(id)
 		if errors.Is(err, ErrNotFound) {
 			continue // destroyed meanwhile
 		}
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		out = append(out, sb)
 	}
 	slices.SortFunc(out, func(a, c *Sandbox) int { return a.Created.Compare(c.Created) })
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // LookupName returns the sandbox holding a name
@@ -245,7 +250,7 @@ func (b *Builder) Find(ref string) (*Sandbox, error) {
 	for _, id := range ids {
 		if strings.HasPrefix(id, ref) {
 			if match != "" {
-				return nil, fmt.Errorf("%w: %q matches more than one sandbox", ErrNotFound, ref)
+				return nil, fmt.Errorf("%w: %q matches more than one sandbox", ErrAmbiguous, ref)
 			}
 			match = id
 		}
@@ -275,7 +280,9 @@ func (b *Builder) destroy(ctx context.Context, id string, known journal.Snapshot
 	if !isID(id) {
 		return fmt.Errorf("%w: %q is not a sandbox ID", ErrNotFound, truncate(id))
 	}
-	j, err := b.openJournal(id, known)
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
+	defer cancel()
+	j, err := b.openJournal(uctx, id, known)
 	if journal.IsNotExist(err) {
 		return nil // never built, or already destroyed
 	}
@@ -283,41 +290,62 @@ func (b *Builder) destroy(ctx context.Context, id string, known journal.Snapshot
 		return fmt.Errorf("sandbox %s: %w", shortID(id), err)
 	}
 	defer j.Close()
-	if _, err := j.Append(journal.Record{Op: opDestroying}, false); err != nil {
-		return fmt.Errorf("sandbox %s: %w", shortID(id), err)
-	}
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
-	defer cancel()
-	if err := b.replay(uctx, j); err != nil {
+	if err := b.destroyLocked(uctx, id, j); err != nil {
 		return fmt.Errorf("sandbox %s: destroy: %w", shortID(id), err)
 	}
 	return nil
 }
 
-// openJournal opens and locks a sandbox's journal, waiting for a Build or
-// Destroy that holds it, and following it if it moved meanwhile.
-func (b *Builder) openJournal(id string, known journal.Snapshot) (*journal.Journal, error) {
+// destroyLocked destroys the sandbox whose journal j is, locked.
+func (b *Builder) destroyLocked(ctx context.Context, id string, j *journal.Journal) error {
+	if _, err := j.Append(journal.Record{Op: opDestroying}, false); err != nil {
+		return err
+	}
+	return b.replay(ctx, id, j)
+}
+
+// openJournal opens and locks a sandbox's journal, waiting (until ctx is
+// done) for a Build or Destroy that holds it, and following it if it moved
+// meanwhile.
+func (b *Builder) openJournal(ctx context.Context, id string, known journal.Snapshot) (*journal.Journal, error) {
 	for {
 		path := b.findJournal(id)
 		if path == "" {
 			return nil, fs.ErrNotExist
 		}
-		j, err := journal.OpenKnown(path, known)
-		if errors.Is(err, journal.ErrGone) {
+		j, err := journal.OpenKnown(ctx, path, known)
+		if journal.IsNotExist(err) {
 			continue // moved to the state dir, or removed: look again
 		}
-		return j, err
+		if err != nil {
+			return nil, err
+		}
+		// A crash while the journal moved leaves it in both places: the
+		// moved copy (the state dir's) is the complete one.
+		if cur := b.findJournal(id); cur != path {
+			j.Close()
+			continue
+		}
+		return j, nil
 	}
 }
 
 // replay undoes, newest first, every undo record of j not yet undone,
 // marking each one done as it goes. When everything is undone it removes
-// the journal.
-func (b *Builder) replay(ctx context.Context, j *journal.Journal) error {
+// the journal (and a copy a crashed move left in the run dir).
+func (b *Builder) replay(ctx context.Context, id string, j *journal.Journal) error {
 	if err := b.undoAll(ctx, j, isUndo); err != nil {
 		return err
 	}
-	return j.Remove()
+	if err := j.Remove(); err != nil {
+		return err
+	}
+	if stale := b.volatileJournal(id); stale != j.Path() {
+		if err := os.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // undoAll undoes, newest first, the records of j that match and are not
@@ -387,13 +415,25 @@ func (s *Sandbox) CheckNetwork(ctx context.Context) error {
 
 // CollectNetwork asks the Network to collect attachments that belong to no
 // sandbox of this Builder (CNI GC: stale cached attachments are deleted,
-// and plugins that support it collect their own). A no-op unless the
-// Network is a NetworkCollector.
+// and plugins that support it collect their own). It waits for the
+// attachments in progress to finish and holds new ones back meanwhile (a
+// lock shared by the Builders of the state dir, across processes), so its
+// list of valid sandboxes misses none. The Network's state (netns/cni's
+// cache dir) must be this Builder's alone. A no-op unless the Network is a
+// NetworkCollector.
 func (b *Builder) CollectNetwork(ctx context.Context) error {
 	nc, ok := b.opts.Network.(NetworkCollector)
 	if !ok {
 		return nil
 	}
+	if _, err := b.Prepare(); err != nil {
+		return err
+	}
+	unlock, err := b.lockNetwork(ctx, unix.LOCK_EX)
+	if err != nil {
+		return fmt.Errorf("sandbox: collect network: %w", err)
+	}
+	defer unlock()
 	ids, err := b.ids()
 	if err != nil {
 		return err
@@ -407,7 +447,9 @@ func (b *Builder) CollectNetwork(ctx context.Context) error {
 // without a network attachment. Stop the pause process first.
 func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 	b := s.b
-	j, err := b.openJournal(s.ID, s.journal)
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
+	defer cancel()
+	j, err := b.openJournal(uctx, s.ID, s.journal)
 	if journal.IsNotExist(err) {
 		return nil // destroyed
 	}
@@ -415,8 +457,6 @@ func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 		return fmt.Errorf("sandbox %s: %w", shortID(s.ID), err)
 	}
 	defer j.Close()
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
-	defer cancel()
 	if err := b.undoAll(uctx, j, func(op string) bool { return op == opDetach }); err != nil {
 		return fmt.Errorf("sandbox %s: release network: %w", shortID(s.ID), err)
 	}
@@ -432,7 +472,7 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 	case opReleaseName:
 		return removeLinkTo(r.Path, r.Name)
 	case opReleaseLabel:
-		releaseLabel(r.Name)
+		b.releaseHeldLabel(r.Name)
 		return nil
 	case opRemoveDir:
 		return removeTree(r.Path)
@@ -457,6 +497,18 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 // a mount left inside (an unmount that failed) is an error, not a reason
 // to delete what is on the mounted file system.
 func removeTree(dir string) error {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		// A symlink (or a file) where the directory should be: remove it,
+		// never what it points to.
+		return os.Remove(dir)
+	}
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

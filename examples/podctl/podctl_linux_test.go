@@ -85,16 +85,18 @@ func newEnv(t *testing.T, runtime string) *env {
 		}
 	}
 	t.Cleanup(func() { assert.NoError(t, testutil.RemoveCgroup(e.cgroupParent, e.cgroupParent)) })
-	// podctl's base directories stay (they are the node's, not a pod's);
-	// anything else left under root is a leak.
+	// podctl's base directories and the network lock file stay (they are
+	// the node's, not a pod's); anything else left under root is a leak.
 	var skeleton []string
 	for _, d := range []string{"state", "state/journals", "state/names", "state/cni", "state/cni/results", "run", "run/journals", "run/names",
 		"run/sandboxes", "run/podctl", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
 		skeleton = append(skeleton, filepath.Join(root, d))
 	}
 	e.lc = testutil.CheckLeaks(t, testutil.Leaks{
-		Roots: []string{root}, NetnsDir: filepath.Join(root, "netns"),
-		Ignore: []string{filepath.Join(root, "state", "pause")}, Skeleton: skeleton,
+		Roots:    []string{root},
+		NetnsDir: filepath.Join(root, "netns"),
+		Ignore:   []string{filepath.Join(root, "state", "pause"), filepath.Join(root, "state", "network.lock")},
+		Skeleton: skeleton,
 	})
 	return e
 }
@@ -256,6 +258,38 @@ func TestRmForceAndNoStart(t *testing.T) {
 	assert.Equal(t, stateNotReady, v.State)
 	assert.Zero(t, v.PausePID)
 	e.ok("rm", id)
+	assert.Empty(t, e.lc.Leaked())
+}
+
+// stop and rm of an ID prefix that matches two sandboxes refuse, and touch
+// neither (CRI's "already gone" success is for a sandbox that is not there).
+func TestAmbiguousIDPrefix(t *testing.T) {
+	e := newEnv(t, "runc")
+	dir := t.TempDir()
+	// 17 IDs: two of them share their first hex digit.
+	byDigit := map[byte][]string{}
+	var prefix string
+	for i := 0; prefix == ""; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("amb-%d.json", i))
+		require.NoError(t, os.WriteFile(p, fmt.Appendf(nil,
+			`{"metadata":{"name":"amb-%d","namespace":"default","uid":"u-%d"},"linux":{"security_context":{"namespace_options":{"network":2}}}}`, i, i), 0o644))
+		id := strings.TrimSpace(e.ok("run", "--no-start", p))
+		byDigit[id[0]] = append(byDigit[id[0]], id)
+		if len(byDigit[id[0]]) == 2 {
+			prefix = id[:1]
+		}
+	}
+	for _, cmd := range []string{"stop", "rm"} {
+		r := e.podctl(cmd, prefix)
+		assert.Equal(t, 1, r.code, cmd)
+		assert.Contains(t, r.stderr, "matches more than one sandbox", cmd)
+	}
+	for _, ids := range byDigit {
+		for _, id := range ids {
+			assert.Equal(t, stateNotReady, e.inspect(id).State, "untouched")
+			e.ok("rm", id)
+		}
+	}
 	assert.Empty(t, e.lc.Leaked())
 }
 

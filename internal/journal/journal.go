@@ -8,15 +8,18 @@
 // journal does not know what the records mean; the sandbox package does.
 //
 // Writes are plain write(2) calls, visible to any later reader even after
-// this process crashes. Append with Durable set also fsyncs the file (and,
-// the first time, its directory and the directory's parent), for records
-// whose undo must survive a reboot (a CNI IPAM allocation on disk); records
-// about mounts and namespaces, which a reboot undoes by itself, need not pay
-// for an fsync.
+// this process crashes. Append with durable set also fsyncs the file (and,
+// the first time, its directory), for records whose undo must survive a
+// reboot (a CNI IPAM allocation on disk); records about mounts and
+// namespaces, which a reboot undoes by itself, need not pay for an fsync.
+// A write that fails is cut off again, so a later record never lands on
+// half a line.
 //
 // The lock is flock(2) on the journal file: it excludes other processes and
 // other open files in this process, so a Destroy waits for a Build of the
-// same sandbox to finish.
+// same sandbox to finish. A journal is born locked and complete: Create
+// writes the first records into a locked temporary file and links it into
+// place, so nobody ever sees an empty or unlocked new journal.
 //
 // A journal can move (MoveTo): a sandbox's journal starts on a tmpfs,
 // where writing it costs next to nothing, and moves to persistent storage
@@ -27,6 +30,9 @@ package journal
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +41,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -54,38 +63,143 @@ type Record struct {
 
 // Journal is an open, locked journal.
 type Journal struct {
-	f       *os.File
+	f       *os.File // open for appending; holds the lock
 	path    string
 	records []Record
-	synced  bool     // the directory entries have been fsynced
-	lock    *os.File // after MoveTo: the descriptor holding the lock
-	size    int64    // bytes written or read
+	size    int64 // bytes of complete records
+	synced  bool  // the directory entry has been fsynced
+	broken  error // a failed write could not be cut off
 }
 
-// ErrCorrupt is returned for a journal whose content cannot be read back.
-var ErrCorrupt = errors.New("journal: corrupt")
+var (
+	// ErrCorrupt is returned for a journal whose content cannot be read
+	// back.
+	ErrCorrupt = errors.New("journal: corrupt")
+	// ErrGone is returned by Open for a journal that was moved or removed
+	// while Open waited for its lock. It matches fs.ErrNotExist.
+	ErrGone = fmt.Errorf("journal: moved or removed: %w", fs.ErrNotExist)
+	// ErrLocked is returned by TryOpen for a journal another holds.
+	ErrLocked = errors.New("journal: locked")
+)
 
-// ErrGone is returned by Open for a journal that was moved or removed
-// while Open waited for its lock. It matches fs.ErrNotExist.
-var ErrGone = fmt.Errorf("journal: moved or removed: %w", fs.ErrNotExist)
+// encode turns records into journal lines, numbering them from seq.
+func encode(records []Record, seq int) ([]Record, []byte, error) {
+	var buf bytes.Buffer
+	out := make([]Record, len(records))
+	for i, r := range records {
+		r.Seq = seq + i
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("journal: %w", err)
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+		out[i] = r
+	}
+	return out, buf.Bytes(), nil
+}
 
-// Create creates a new journal at path (which must not exist) and locks it.
-func Create(path string) (*Journal, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+// writeLocked writes data into a new file in dir, locked, open for
+// appending, fsynced if sync is set. The file has no name yet (see
+// openAnonymous), and tmp is ""; where the file system cannot do that it
+// is a temporary file named tmp, which is visible, unlocked, between its
+// creation and its flock: its name carries this process's ID so that
+// StaleTemp does not take it for a crash's leftover.
+func writeLocked(dir string, data []byte, sync bool) (f *os.File, tmp string, err error) {
+	f, err = openAnonymous(dir)
+	if errors.Is(err, errors.ErrUnsupported) {
+		tmp = tempName(dir)
+		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+		return nil, "", err
+	}
+	return f, tmp, nil
+}
+
+func tempName(dir string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return filepath.Join(dir, fmt.Sprintf(".journal-%d-%s.tmp", os.Getpid(), hex.EncodeToString(b[:])))
+}
+
+// name gives the file writeLocked returned the new name path, which must
+// not exist.
+func name(f *os.File, tmp, path string) error {
+	if tmp == "" {
+		return linkAnonymous(f, path)
+	}
+	err := os.Link(tmp, path)
+	os.Remove(tmp)
+	return err
+}
+
+// StaleTemp reports whether the file name in the journal directory dir is
+// a temporary file of this package that a crash left behind: unlocked, and
+// the process that made it (named in it) is gone. Such a file holds no
+// journal anyone needs; the file it was to become is the one that counts.
+func StaleTemp(dir, name string) bool {
+	rest, ok := strings.CutPrefix(name, ".journal-")
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutSuffix(rest, ".tmp"); !ok {
+		return false
+	}
+	pid, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return false
+	}
+	n, err := strconv.Atoi(pid)
+	if err != nil || n <= 0 {
+		return false
+	}
+	if err := unix.Kill(n, 0); err == nil || errors.Is(err, unix.EPERM) {
+		return false // its process lives: it may be creating it right now
+	}
+	return !Locked(filepath.Join(dir, name))
+}
+
+// Create creates a new journal at path (which must not exist) holding the
+// first records, and returns it locked. The file appears at path already
+// locked and complete.
+func Create(path string, first ...Record) (*Journal, error) {
+	records, data, err := encode(first, 1)
+	if err != nil {
+		return nil, err
+	}
+	f, tmp, err := writeLocked(filepath.Dir(path), data, false)
 	if err != nil {
 		return nil, fmt.Errorf("journal: create: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	// link, not rename: an existing journal is not overwritten.
+	if err := name(f, tmp, path); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
+		return nil, fmt.Errorf("journal: create: %w", err)
 	}
-	return &Journal{f: f, path: path}, nil
+	return &Journal{f: f, path: path, records: records, size: int64(len(data))}, nil
 }
 
 // Open opens and locks an existing journal, waiting for the lock, and
 // reads its records. A last line cut short by a crash is ignored (its
 // change was never made: records are written before the change).
-func Open(path string) (*Journal, error) { return OpenKnown(path, Snapshot{}) }
+func Open(path string) (*Journal, error) {
+	return OpenKnown(context.Background(), path, Snapshot{})
+}
 
 // Snapshot is what a process knows of a journal it wrote: its path, size
 // and records.
@@ -100,28 +214,77 @@ func (j *Journal) Snapshot() Snapshot {
 	return Snapshot{Path: j.path, Size: j.size, Records: slices.Clip(j.records)}
 }
 
-// OpenKnown is Open for a journal whose content the caller already knows:
-// if the file at path is still the one in known, of the same size, its
-// records are taken from known instead of being read and decoded again.
-func OpenKnown(path string, known Snapshot) (*Journal, error) {
+// TryOpen is Open without waiting: ErrLocked if another holds the lock.
+func TryOpen(path string) (*Journal, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("journal: %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
+	}
+	return finishOpen(f, path, Snapshot{})
+}
+
+// OpenKnown is Open for a journal whose content the caller may already
+// know: if the file at path is still the one in known, of the same size,
+// its records are taken from known instead of being read and decoded
+// again. It waits for the lock until ctx is done.
+func OpenKnown(ctx context.Context, path string, known Snapshot) (*Journal, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockContext(ctx, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
+	}
+	return finishOpen(f, path, known)
+}
+
+func openFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("journal: open: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
+	return f, nil
+}
+
+// lockContext takes f's exclusive lock, waiting (with growing pauses:
+// flock cannot be interrupted) until ctx is done.
+func lockContext(ctx context.Context, f *os.File) error {
+	wait := 200 * time.Microsecond
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// finishOpen reads a locked journal (or takes known's records).
+func finishOpen(f *os.File, path string, known Snapshot) (*Journal, error) {
 	// The holder of the lock may have moved or removed the file meanwhile:
 	// then the file held here is not the journal any more.
-	if !samePath(f, path) {
+	st, err := f.Stat()
+	if err != nil || !samePath(st, path) {
 		f.Close()
 		return nil, fmt.Errorf("journal: %s: %w", path, ErrGone)
 	}
-	if known.Path == path && known.Records != nil {
-		if st, err := f.Stat(); err == nil && st.Size() == known.Size {
-			return &Journal{f: f, path: path, records: slices.Clone(known.Records), size: known.Size}, nil
-		}
+	if known.Path == path && known.Records != nil && st.Size() == known.Size {
+		return &Journal{f: f, path: path, records: slices.Clone(known.Records), size: known.Size}, nil
 	}
 	records, size, err := parse(f)
 	if err != nil {
@@ -130,7 +293,7 @@ func OpenKnown(path string, known Snapshot) (*Journal, error) {
 	}
 	// Cut a torn last line off, so the next record starts a line of its
 	// own instead of completing the torn one into garbage.
-	if st, err := f.Stat(); err == nil && st.Size() > size {
+	if st.Size() > size {
 		if err := f.Truncate(size); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("journal: %s: %w", path, err)
@@ -152,6 +315,17 @@ func Read(path string) ([]Record, error) {
 		return nil, fmt.Errorf("journal: %s: %w", path, err)
 	}
 	return records, nil
+}
+
+// Locked reports whether another holds the journal's lock (a Build or a
+// Destroy in progress). A journal that is gone is not locked.
+func Locked(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 // parse reads the records, and returns the size of the complete lines.
@@ -191,16 +365,21 @@ func (j *Journal) Records() []Record { return j.records }
 func (j *Journal) Path() string { return j.path }
 
 // Append writes r (with the next Seq) as one line. With durable, the write
-// is fsynced, and so are, once, the directory holding the journal and that
-// directory's parent, so that the journal itself survives a power loss.
+// is fsynced, and so, once, is the directory holding the journal. A failed
+// write is cut off, so the journal stays readable.
 func (j *Journal) Append(r Record, durable bool) (Record, error) {
-	r.Seq = len(j.records) + 1
-	b, err := json.Marshal(r)
-	if err != nil {
-		return r, fmt.Errorf("journal: %w", err)
+	if j.broken != nil {
+		return r, fmt.Errorf("journal: %s is unwritable: %w", j.path, j.broken)
 	}
-	b = append(b, '\n')
+	recs, b, err := encode([]Record{r}, len(j.records)+1)
+	if err != nil {
+		return r, err
+	}
+	r = recs[0]
 	if _, err := j.f.Write(b); err != nil {
+		if terr := j.f.Truncate(j.size); terr != nil {
+			j.broken = terr
+		}
 		return r, fmt.Errorf("journal: append to %s: %w", j.path, err)
 	}
 	j.size += int64(len(b))
@@ -210,11 +389,7 @@ func (j *Journal) Append(r Record, durable bool) (Record, error) {
 			return r, fmt.Errorf("journal: sync %s: %w", j.path, err)
 		}
 		if !j.synced {
-			dir := filepath.Dir(j.path)
-			if err := atomicfile.SyncDir(dir); err != nil {
-				return r, fmt.Errorf("journal: %w", err)
-			}
-			if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+			if err := atomicfile.SyncDir(filepath.Dir(j.path)); err != nil {
 				return r, fmt.Errorf("journal: %w", err)
 			}
 			j.synced = true
@@ -224,60 +399,44 @@ func (j *Journal) Append(r Record, durable bool) (Record, error) {
 }
 
 // MoveTo moves the journal to path, durably, appending the extra records
-// on the way: the records go to a temporary file in path's directory,
-// locked, fsynced and renamed into place, the directory fsynced (two
+// on the way: the records go to a locked temporary file in path's
+// directory, fsynced and renamed into place, the directory fsynced (two
 // fsyncs, however many records); then the old file is removed and appends
 // go to the new one. Whoever waited for the old file's lock gets ErrGone
 // from Open and finds the new one (locked until this journal is closed).
+// On failure the journal stays where it was, and nothing is left at path.
 func (j *Journal) MoveTo(path string, extra ...Record) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	all := append(slices.Clone(j.records), extra...)
+	records, data, err := encode(all, 1)
 	if err != nil {
-		return fmt.Errorf("journal: move: %w", err)
+		return err
 	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
+	dir := filepath.Dir(path)
+	f, tmp, err := writeLocked(dir, data, true)
+	if err != nil {
 		return fmt.Errorf("journal: move to %s: %w", path, err)
 	}
-	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX); err != nil {
-		return fail(err)
-	}
-	records := slices.Clone(j.records)
-	for _, r := range extra {
-		r.Seq = len(records) + 1
-		records = append(records, r)
-	}
-	var buf bytes.Buffer
-	for _, r := range records {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fail(err)
+	if tmp == "" {
+		// Named (locked and complete) under a temporary name, then renamed
+		// over whatever a crash may have left at path.
+		tmp = tempName(dir)
+		if err := linkAnonymous(f, tmp); err != nil {
+			f.Close()
+			return fmt.Errorf("journal: move to %s: %w", path, err)
 		}
-		buf.Write(b)
-		buf.WriteByte('\n')
 	}
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fail(err)
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("journal: move to %s: %w", path, err)
 	}
 	if err := atomicfile.SyncDir(dir); err != nil {
-		return fail(err)
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("journal: move to %s: %w", path, err)
 	}
-	// From here the new file is the journal; reopen it for appending (the
-	// temp file's descriptor keeps the lock until Close).
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fail(err)
-	}
-	old := j.f
-	oldPath := j.path
-	j.f, j.path, j.synced, j.lock, j.size, j.records = f, path, true, tmp, int64(buf.Len()), records
+	old, oldPath := j.f, j.path
+	j.f, j.path, j.records, j.size, j.synced = f, path, records, int64(len(data)), true
 	if err := os.Remove(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("journal: move: remove %s: %w", oldPath, err)
 	}
@@ -285,17 +444,10 @@ func (j *Journal) MoveTo(path string, extra ...Record) error {
 	return nil
 }
 
-// samePath reports whether path still names the file f.
-func samePath(f *os.File, path string) bool {
-	a, err := f.Stat()
-	if err != nil {
-		return false
-	}
+// samePath reports whether path still names the file st describes.
+func samePath(st fs.FileInfo, path string) bool {
 	b, err := os.Stat(path)
-	if err != nil {
-		return false
-	}
-	return os.SameFile(a, b)
+	return err == nil && os.SameFile(st, b)
 }
 
 // Remove removes the journal's file; the journal stays open (and locked)
@@ -308,12 +460,7 @@ func (j *Journal) Remove() error {
 }
 
 // Close unlocks and closes the journal.
-func (j *Journal) Close() error {
-	if j.lock != nil {
-		j.lock.Close()
-	}
-	return j.f.Close()
-}
+func (j *Journal) Close() error { return j.f.Close() }
 
 // IsNotExist reports whether err says the journal does not exist.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

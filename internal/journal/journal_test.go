@@ -1,11 +1,15 @@
 package journal
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -73,7 +77,7 @@ func TestOpenKnown(t *testing.T) {
 	// Unchanged: the known records are used (a wrong one proves it).
 	known := snap
 	known.Records = []Record{{Seq: 1, Op: "known"}}
-	j, err = OpenKnown(p, known)
+	j, err = OpenKnown(context.Background(), p, known)
 	require.NoError(t, err)
 	assert.Equal(t, "known", j.Records()[0].Op)
 	_, err = j.Append(Record{Op: "b"}, false)
@@ -81,7 +85,7 @@ func TestOpenKnown(t *testing.T) {
 	require.NoError(t, j.Close())
 
 	// Changed since (another record): read from the file.
-	j, err = OpenKnown(p, known)
+	j, err = OpenKnown(context.Background(), p, known)
 	require.NoError(t, err)
 	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "b"}}, j.Records())
 	require.NoError(t, j.Close())
@@ -89,7 +93,7 @@ func TestOpenKnown(t *testing.T) {
 	// Another path: read from the file.
 	known.Path = p + ".other"
 	known.Size = 0
-	j, err = OpenKnown(p, known)
+	j, err = OpenKnown(context.Background(), p, known)
 	require.NoError(t, err)
 	assert.Len(t, j.Records(), 2)
 	require.NoError(t, j.Close())
@@ -204,4 +208,74 @@ func TestLockExcludesASecondOpener(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorIs(t, unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
 	require.NoError(t, j.Close())
+}
+
+func TestCreateIsBornLockedAndComplete(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "journal")
+	j, err := Create(p, Record{Op: "begin", Data: json.RawMessage(`{"id":"x"}`)}, Record{Op: "release-name", Path: "/n"})
+	require.NoError(t, err)
+	assert.Equal(t, []Record{{Seq: 1, Op: "begin", Data: json.RawMessage(`{"id":"x"}`)}, {Seq: 2, Op: "release-name", Path: "/n"}}, j.Records())
+	// Whoever opens it sees both records and a lock held.
+	recs, err := Read(p)
+	require.NoError(t, err)
+	assert.Len(t, recs, 2)
+	assert.True(t, Locked(p))
+	_, err = TryOpen(p)
+	require.ErrorIs(t, err, ErrLocked)
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, ents, 1, "no temp file left")
+
+	_, err = Create(p)
+	require.ErrorIs(t, err, fs.ErrExist, "never overwrites")
+	r, err := j.Append(Record{Op: "more"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, 3, r.Seq)
+	require.NoError(t, j.Close())
+	assert.False(t, Locked(p))
+	assert.False(t, Locked(filepath.Join(dir, "none")))
+
+	j, err = TryOpen(p)
+	require.NoError(t, err)
+	assert.Len(t, j.Records(), 3)
+	require.NoError(t, j.Close())
+	_, err = TryOpen(filepath.Join(dir, "none"))
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+func TestOpenKnownGivesUpWithTheContext(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, err := Create(p)
+	require.NoError(t, err)
+	defer j.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = OpenKnown(ctx, p, Snapshot{})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestStaleTemp(t *testing.T) {
+	dir := t.TempDir()
+	// A process that is gone.
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	dead := cmd.Process.Pid
+	mk := func(name string) string {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), nil, 0o600))
+		return name
+	}
+	assert.True(t, StaleTemp(dir, mk(fmt.Sprintf(".journal-%d-0123abcd0123abcd.tmp", dead))))
+	assert.False(t, StaleTemp(dir, mk(fmt.Sprintf(".journal-%d-0123abcd0123abcd.tmp", os.Getpid()))), "its maker lives")
+
+	locked := mk(fmt.Sprintf(".journal-%d-1111abcd0123abcd.tmp", dead))
+	f, err := os.Open(filepath.Join(dir, locked))
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_EX))
+	assert.False(t, StaleTemp(dir, locked), "held by someone")
+
+	for _, name := range []string{".journal-.tmp", ".journal-x-y.tmp", ".journal-0-a.tmp", "0123456789abcdef", ".journal-1-x.json"} {
+		assert.False(t, StaleTemp(dir, mk(name)), name)
+	}
 }

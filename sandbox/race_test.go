@@ -1,0 +1,297 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/sandbox/sandboxtest"
+)
+
+// hookedNetwork calls attach inside Attach: after the journal moved to the
+// state dir, while the network step holds it.
+type hookedNetwork struct {
+	sandbox.Network
+	attach func(id string, s sandbox.Step)
+}
+
+func (n hookedNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (*sandbox.AttachResult, error) {
+	n.attach(a.SandboxID, sandbox.StepNetwork)
+	return n.Network.Attach(ctx, a)
+}
+
+// newHookedBuilder is a fake-host Builder whose every step (and the middle
+// of the network step) first calls during.
+func newHookedBuilder(t *testing.T, during func(id string, s sandbox.Step)) (*sandbox.Builder, *sandboxtest.Host) {
+	t.Helper()
+	dir := t.TempDir()
+	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
+	require.NoError(t, err)
+	opts := sandbox.Options{
+		StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns"),
+		BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
+			during(id, s)
+			return nil
+		},
+	}
+	require.NoError(t, h.Apply(&opts))
+	opts.Network = hookedNetwork{Network: opts.Network, attach: during}
+	b, err := sandbox.NewBuilder(opts)
+	require.NoError(t, err)
+	return b, h
+}
+
+// Recover (another process starting up, say) and Load at every point of a
+// Build see it as being built and leave it alone.
+func TestRecoverAndLoadDuringEveryStep(t *testing.T) {
+	ctx := context.Background()
+	var b *sandbox.Builder
+	var seen []string
+	b, h := newHookedBuilder(t, func(id string, _ sandbox.Step) {
+		rep, err := b.Recover(ctx)
+		assert.NoError(t, err)
+		assert.NotContains(t, rep.Destroyed, id)
+		sb, err := b.Load(id)
+		if errors.Is(err, sandbox.ErrNotFound) {
+			seen = append(seen, "none") // before the journal exists
+			return
+		}
+		if assert.NoError(t, err) {
+			seen = append(seen, string(sb.State))
+		}
+	})
+	sb, err := b.Build(ctx, podConfig("during"))
+	require.NoError(t, err)
+	// validate and reserve come before the journal; the network step is
+	// seen twice (before it and inside Attach).
+	want := []string{"none", "none"}
+	for range len(sandbox.Steps()) - 1 {
+		want = append(want, string(sandbox.StateBuilding))
+	}
+	assert.Equal(t, want, seen)
+	got, err := b.Load(sb.ID)
+	require.NoError(t, err)
+	assert.Equal(t, sandbox.StateBuilt, got.State)
+	rep, err := b.Recover(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Destroyed)
+	assert.Empty(t, rep.Orphans)
+	require.NoError(t, sb.Destroy(ctx))
+	assert.Empty(t, tree(t, b, h))
+}
+
+// Builds with Recover and Load running against them all the time: no Build
+// fails, every built sandbox stays, and a Load never misses a live one
+// (its journal moving to the state dir included).
+func TestRecoverAndLoadRaceBuilds(t *testing.T) {
+	ctx := context.Background()
+	var b *sandbox.Builder
+	var mu sync.Mutex
+	building := map[string]bool{}
+	b, h := newHookedBuilder(t, func(id string, s sandbox.Step) {
+		if s == sandbox.StepValidate || s == sandbox.StepReserve {
+			return // no journal yet
+		}
+		mu.Lock()
+		building[id] = true
+		mu.Unlock()
+	})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var recovers, loads atomic.Int64
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			rep, err := b.Recover(ctx)
+			assert.NoError(t, err)
+			assert.Empty(t, rep.Destroyed, "Recover destroyed a sandbox being built")
+			recovers.Add(1)
+		}
+	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			mu.Lock()
+			ids := make([]string, 0, len(building))
+			for id := range building {
+				ids = append(ids, id)
+			}
+			mu.Unlock()
+			for _, id := range ids {
+				_, err := b.Load(id)
+				assert.NotErrorIs(t, err, sandbox.ErrNotFound, "Load missed live sandbox %s", id)
+				loads.Add(1)
+			}
+		}
+	})
+	var builders sync.WaitGroup
+	var built sync.Map
+	for g := range 3 {
+		builders.Go(func() {
+			for i := range 40 {
+				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("race-%d-%d", g, i)))
+				if !assert.NoError(t, err) {
+					continue
+				}
+				built.Store(sb.ID, sb)
+			}
+		})
+	}
+	builders.Wait()
+	close(done)
+	wg.Wait()
+	t.Logf("%d Recovers and %d Loads ran during 120 Builds", recovers.Load(), loads.Load())
+
+	list, err := b.List()
+	require.NoError(t, err)
+	assert.Len(t, list, 120)
+	built.Range(func(id, v any) bool {
+		got, err := b.Load(id.(string))
+		if assert.NoError(t, err) {
+			assert.Equal(t, sandbox.StateBuilt, got.State)
+		}
+		require.NoError(t, v.(*sandbox.Sandbox).Destroy(ctx))
+		return true
+	})
+	assert.Empty(t, tree(t, b, h))
+}
+
+// gcRecorder is a NetworkCollector that checks, at every GC, that each
+// sandbox attached right then is in the valid list: a GC would release the
+// addresses of any that is not.
+type gcRecorder struct {
+	sandbox.Network
+	h      *sandboxtest.Host
+	t      *testing.T
+	calls  atomic.Int64
+	missed atomic.Int64
+}
+
+func (g *gcRecorder) GC(_ context.Context, valid []string) error {
+	g.calls.Add(1)
+	att, err := g.h.Attachments()
+	assert.NoError(g.t, err)
+	for _, id := range att {
+		if !slices.Contains(valid, id) {
+			g.missed.Add(1)
+		}
+	}
+	return nil
+}
+
+func TestCollectNetworkRacesBuilds(t *testing.T) {
+	dir := t.TempDir()
+	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
+	require.NoError(t, err)
+	opts := sandbox.Options{StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns")}
+	require.NoError(t, h.Apply(&opts))
+	gc := &gcRecorder{Network: opts.Network, h: h, t: t}
+	opts.Network = gc
+	b, err := sandbox.NewBuilder(opts)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			assert.NoError(t, b.CollectNetwork(ctx))
+		}
+	})
+	var builders sync.WaitGroup
+	for g := range 2 {
+		builders.Go(func() {
+			for i := range 80 {
+				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("gc-%d-%d", g, i)))
+				if assert.NoError(t, err) {
+					assert.NoError(t, sb.Destroy(ctx))
+				}
+			}
+		})
+	}
+	builders.Wait()
+	close(done)
+	wg.Wait()
+	t.Logf("%d GCs during 160 Build/Destroy cycles", gc.calls.Load())
+	assert.NotZero(t, gc.calls.Load())
+	assert.Zero(t, gc.missed.Load(), "GC ran without a live attachment in its valid list")
+	assert.Empty(t, tree(t, b, h))
+}
+
+// A crash in the middle of the journal's move to the state dir (after the
+// rename, before the old file's removal) leaves both copies. Destroy and
+// Recover each remove both, and undo everything once.
+func TestCrashInTheJournalsMove(t *testing.T) {
+	for _, how := range []string{"destroy", "recover"} {
+		t.Run(how, func(t *testing.T) {
+			b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+			ctx := context.Background()
+			sb, err := b.Build(ctx, podConfig("mv"))
+			require.NoError(t, err)
+			o := b.Options()
+			durable := filepath.Join(o.StateDir, "journals", sb.ID)
+			data, err := os.ReadFile(durable)
+			require.NoError(t, err)
+			// The old copy: the records before those the move added.
+			var old []byte
+			for line := range bytes.Lines(data) {
+				if bytes.Contains(line, []byte(`"op":"cni-del"`)) {
+					break
+				}
+				old = append(old, line...)
+			}
+			require.NotEmpty(t, old)
+			require.Less(t, len(old), len(data))
+			volatile := filepath.Join(o.RunDir, "journals", sb.ID)
+			require.NoError(t, os.WriteFile(volatile, old, 0o600))
+
+			got, err := b.Load(sb.ID)
+			require.NoError(t, err)
+			assert.Equal(t, sandbox.StateBuilt, got.State, "Load reads the moved copy")
+			switch how {
+			case "destroy":
+				require.NoError(t, b.Destroy(ctx, sb.ID))
+			case "recover":
+				rep, err := b.Recover(ctx)
+				require.NoError(t, err)
+				assert.Contains(t, rep.Orphans, volatile)
+				assert.NoFileExists(t, volatile)
+				require.NoError(t, b.Destroy(ctx, sb.ID))
+			}
+			_, err = b.Load(sb.ID)
+			require.ErrorIs(t, err, sandbox.ErrNotFound)
+			assert.Empty(t, tree(t, b, h))
+			var detaches int
+			for _, op := range h.Ops() {
+				if op.Kind == "detach" {
+					detaches++
+				}
+			}
+			assert.Equal(t, 1, detaches)
+		})
+	}
+}
