@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -41,8 +42,12 @@ type Options struct {
 	ConfDir string
 	// BinDirs are searched for plugins; default DefaultBinDirs.
 	BinDirs []string
-	// CacheDir is libcni's cache of results (for CHECK and GC); default
-	// /var/lib/podsmith/cni.
+	// CacheDir is libcni's cache of results (for CHECK, DEL and GC);
+	// default /var/lib/podsmith/cni. It must belong to one sandbox.Builder
+	// (one state dir) alone: GC deletes every cached attachment that is
+	// not in the valid list it is given, so two Builders sharing a cache
+	// dir would collect each other's pods. Give each its own when a node
+	// runs several.
 	CacheDir string
 	// NetworkName pins the network by name; empty means the conf dir's
 	// lexically first configuration, as kubelet, CRI-O and containerd
@@ -361,9 +366,11 @@ func liveNetns(path string) string {
 	return path
 }
 
-// Detach runs DEL with the configuration Prepare recorded, on a context
-// detached from ctx and bounded by DelTimeout. A DEL of what is not
-// attached succeeds (CNI's DEL is idempotent).
+// Detach runs DEL with the configuration Prepare recorded. It runs on a
+// context detached from ctx's cancellation, bounded by DelTimeout or by
+// ctx's deadline if that comes first (the sandbox Builder passes its undo
+// timeout so). A DEL of what is not attached succeeds (CNI's DEL is
+// idempotent).
 func (n *Network) Detach(ctx context.Context, a *Attachment) error {
 	list, err := n.list(a)
 	if err != nil {
@@ -373,7 +380,11 @@ func (n *Network) Detach(ctx context.Context, a *Attachment) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.DelTimeout)
+	deadline := time.Now().Add(n.opts.DelTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	if err := n.del(ctx, list, rt); err != nil {
 		return &Error{Op: "DEL", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
@@ -384,14 +395,22 @@ func (n *Network) Detach(ctx context.Context, a *Attachment) error {
 // del runs DEL on the whole chain. libcni stops at the first plugin that
 // fails; then every plugin is deleted on its own, so that what the others
 // hold (an address, a port mapping) is released even when one plugin
-// cannot be run, and the errors of those that failed are returned.
+// cannot be run, and the errors of those that failed are returned. Each
+// plugin gets the ADD's result as its prevResult (libcni drops its cache
+// after every successful DEL: it is put back for the next plugin), and
+// the cache stays when a plugin failed, for the retry.
 func (n *Network) del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	cache := filepath.Join(n.opts.CacheDir, "results", list.Name+"-"+rt.ContainerID+"-"+rt.IfName)
+	cached, _ := os.ReadFile(cache)
 	err := n.cni.DelNetworkList(ctx, list, rt)
 	if err == nil || len(list.Plugins) == 1 || ctx.Err() != nil {
 		return err
 	}
 	var errs []error
 	for i := len(list.Plugins) - 1; i >= 0; i-- {
+		if cached != nil {
+			_ = os.WriteFile(cache, cached, 0o600)
+		}
 		one := &libcni.NetworkConfigList{
 			Name: list.Name, CNIVersion: list.CNIVersion, DisableCheck: list.DisableCheck, DisableGC: list.DisableGC,
 			Plugins: list.Plugins[i : i+1], Bytes: list.Bytes,
@@ -399,6 +418,11 @@ func (n *Network) del(ctx context.Context, list *libcni.NetworkConfigList, rt *l
 		if err := n.cni.DelNetworkList(ctx, one, rt); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) > 0 && cached != nil {
+		_ = os.WriteFile(cache, cached, 0o600)
+	} else if len(errs) == 0 {
+		_ = os.Remove(cache)
 	}
 	return errors.Join(errs...)
 }

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/stretchr/testify/assert"
@@ -196,4 +198,80 @@ func TestErrors(t *testing.T) {
 	assert.ErrorIs(t, e, cause)
 	assert.ErrorIs(t, e, ErrCNI)
 	assert.Equal(t, `cni: GC network "n": boom`, (&Error{Op: "GC", Network: "n", Err: cause}).Error())
+}
+
+// scriptNetwork makes a network of shell-script plugins in temp dirs: no
+// root, no namespace, the plugins only print and record.
+func scriptNetwork(t *testing.T, plugins map[string]string, chain []string, mod func(*Options)) *Network {
+	t.Helper()
+	bin, conf := t.TempDir(), t.TempDir()
+	for name, script := range plugins {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755))
+	}
+	var ps []string
+	for _, p := range chain {
+		ps = append(ps, `{"type":"`+p+`"}`)
+	}
+	list := `{"cniVersion":"1.0.0","name":"scripts","plugins":[` + strings.Join(ps, ",") + `]}`
+	require.NoError(t, os.WriteFile(filepath.Join(conf, "10-scripts.conflist"), []byte(list), 0o644))
+	o := Options{ConfDir: conf, BinDirs: []string{bin}, CacheDir: t.TempDir()}
+	if mod != nil {
+		mod(&o)
+	}
+	n, err := New(o)
+	require.NoError(t, err)
+	return n
+}
+
+// plugin is a CNI plugin script: ADD prints a result with 10.199.0.5 on
+// eth0 (passing a chained prevResult on is not needed for these tests);
+// onDel runs for DEL.
+func plugin(onDel string) string {
+	return "#!/bin/sh\nin=$(cat)\ncase \"$CNI_COMMAND\" in\n" +
+		"VERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}';;\n" +
+		"ADD) echo '{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"eth0\",\"sandbox\":\"/x\"}],\"ips\":[{\"interface\":0,\"address\":\"10.199.0.5/24\"}]}';;\n" +
+		"DEL) " + onDel + ";;\nesac\n"
+}
+
+func TestDelFallbackKeepsPrevResult(t *testing.T) {
+	rec := t.TempDir()
+	record := func(name string) string {
+		return `case "$in" in *prevResult*) echo yes > ` + rec + "/" + name + `;; *) echo no > ` + rec + "/" + name + `;; esac`
+	}
+	n := scriptNetwork(t, map[string]string{
+		"a": plugin(`echo '{"cniVersion":"1.0.0","code":11,"msg":"a cannot DEL"}'; exit 1`),
+		"b": plugin(record("b")), "c": plugin(record("c")),
+	}, []string{"a", "b", "c"}, nil)
+	ctx := context.Background()
+	a := &Attachment{SandboxID: "0123456789abcdef", PodName: "p", PodNamespace: "ns", PodUID: "u"}
+	res, err := n.Attach(ctx, a)
+	require.NoError(t, err)
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.199.0.5")}, res.IPs)
+
+	err = n.Detach(ctx, a)
+	require.ErrorIs(t, err, ErrCNI)
+	assert.Contains(t, err.Error(), "a cannot DEL")
+	for _, p := range []string{"b", "c"} {
+		got, err := os.ReadFile(filepath.Join(rec, p))
+		require.NoError(t, err, p)
+		assert.Equal(t, "yes\n", string(got), "plugin %s got the ADD's result as prevResult", p)
+	}
+	cache, err := os.ReadDir(filepath.Join(n.Options().CacheDir, "results"))
+	require.NoError(t, err)
+	assert.Len(t, cache, 1, "the cached result stays for the retry")
+}
+
+func TestDetachHonoursTheCallersDeadline(t *testing.T) {
+	n := scriptNetwork(t, map[string]string{"slow": plugin("exec sleep 600")}, []string{"slow"}, nil)
+	a := &Attachment{SandboxID: "0123456789abcdef"}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := n.Detach(ctx, a)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the undo timeout, not the 2-minute DEL timeout")
+
+	// A cancelled (not timed-out) context does not stop a DEL.
+	n = scriptNetwork(t, map[string]string{"ok": plugin("exit 0")}, []string{"ok"}, nil)
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	require.NoError(t, n.Detach(cctx, a))
 }
