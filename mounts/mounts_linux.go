@@ -78,7 +78,7 @@ func bindReadOnly(src, dst string) error {
 
 func unmountAndRemove(path string) error {
 	for i := 0; ; i++ {
-		err := unix.Unmount(path, unix.MNT_DETACH)
+		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 		if err == nil {
 			if i == maxUnmounts {
 				return fmt.Errorf("mounts: unmount %s: still mounted after %d unmounts", path, maxUnmounts)

@@ -161,6 +161,26 @@ func TestUnmountPeelsStackedMounts(t *testing.T) {
 	assert.NoDirExists(t, shm)
 }
 
+// A symlink where a mount point was expected (a bundle tampered with) is
+// removed itself: the mount it points at stays, and so does its target.
+func TestUnmountDoesNotFollowASymlink(t *testing.T) {
+	root := privileged(t)
+	target := filepath.Join(root, "target")
+	_, err := MountShm(target, ShmOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = Unmount(target) })
+	link := filepath.Join(root, "shm")
+	require.NoError(t, os.Symlink(target, link))
+
+	require.NoError(t, Unmount(link))
+	_, err = os.Lstat(link)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	mounted, err := isMountPoint(target)
+	require.NoError(t, err)
+	assert.True(t, mounted, "the symlink's target is still mounted")
+	require.NoError(t, Unmount(target))
+}
+
 func TestUnmountNotEmptyDir(t *testing.T) {
 	root := privileged(t)
 	dir := filepath.Join(root, "shm")

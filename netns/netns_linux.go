@@ -210,7 +210,7 @@ const maxUnmounts = 16
 
 func remove(path string) error {
 	for i := 0; ; i++ {
-		err := unix.Unmount(path, unix.MNT_DETACH)
+		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 		if err == nil {
 			if i == maxUnmounts {
 				return fmt.Errorf("netns: unmount %s: still mounted after %d unmounts: %w", path, maxUnmounts, ErrBusy)

@@ -3,6 +3,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -192,6 +193,24 @@ func TestRemovePeelsStackedMounts(t *testing.T) {
 	require.NoError(t, unix.Mount(ns.Path(), ns.Path(), "", unix.MS_BIND, ""))
 	require.NoError(t, ns.Remove())
 	assert.NoFileExists(t, ns.Path())
+}
+
+// A symlink in place of a pin is removed itself; the pin it points at is
+// not unmounted.
+func TestRemoveDoesNotFollowASymlink(t *testing.T) {
+	dir := pinDir(t)
+	ns, err := New(dir, "pod-a")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ns.Remove() })
+	link := filepath.Join(dir, "pod-b")
+	require.NoError(t, os.Symlink(ns.Path(), link))
+
+	require.NoError(t, Remove(link))
+	_, err = os.Lstat(link)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	again, err := Open(ns.Path())
+	require.NoError(t, err, "the pin is still a mounted network namespace")
+	require.NoError(t, again.Remove())
 }
 
 // In a user namespace, mounts inherited from the parent are locked: they

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -11,6 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/atomicfile"
 )
 
 // PauseBinaryName is the pause binary's path inside the rootfs.
@@ -82,8 +87,9 @@ var (
 // container of a node shares, under dir: a directory named after the
 // binary's content hash holding the static pause binary and the empty
 // mount points. It is idempotent and safe when several processes race: the
-// rootfs is built in a temporary directory and renamed into place; a loser
-// of the race uses the winner's.
+// first to take a lock on dir builds the rootfs in a temporary directory,
+// fsyncs it and renames it into place; the others then use it. A rootfs
+// found there but not whole (its binary cut short by a crash) is replaced.
 func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 	bin, args, err := pauseBinary(opts)
 	if err != nil {
@@ -99,11 +105,22 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 	sum := sha256.Sum256(data)
 	final := filepath.Join(dir, "pause-"+hex.EncodeToString(sum[:8]))
 	r := &PauseRootfs{Path: final, Args: append([]string{PauseBinaryName}, args...)}
-	if _, err := os.Stat(filepath.Join(final, PauseBinaryName)); err == nil {
+	if intact(final, data) {
 		return r, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+	}
+	// One maker at a time (per node, once per pause binary): under the
+	// lock, a rootfs that is not whole can be replaced without pulling it
+	// from under a process that just made it.
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+	}
+	defer unlock()
+	if intact(final, data) {
+		return r, nil // made while this one waited
 	}
 	tmp, err := os.MkdirTemp(dir, ".pause-tmp-")
 	if err != nil {
@@ -113,15 +130,52 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 		removeTree(tmp)
 		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
 	}
+	if _, err := os.Lstat(final); err == nil {
+		// There but not whole: a crash before its files reached the disk,
+		// or a hand that edited it. Move it aside for the new one.
+		trash := filepath.Join(dir, ".pause-broken-"+filepath.Base(tmp))
+		if err := os.Rename(final, trash); err != nil {
+			removeTree(tmp)
+			return nil, fmt.Errorf("spec: pause rootfs: replace %s: %w", final, err)
+		}
+		removeTree(trash)
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		removeTree(tmp)
-		// Lost the race: the winner's rootfs is the same content.
-		if _, serr := os.Stat(filepath.Join(final, PauseBinaryName)); serr == nil {
-			return r, nil
-		}
+		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+	}
+	// The rootfs outlives reboots: make the rename durable too.
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
 	}
 	return r, nil
+}
+
+// lockDir takes an exclusive flock on the directory dir.
+func lockDir(dir string) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// intact reports whether root is a whole pause rootfs for binary.
+func intact(root string, binary []byte) bool {
+	got, err := os.ReadFile(filepath.Join(root, PauseBinaryName))
+	if err != nil || !bytes.Equal(got, binary) {
+		return false
+	}
+	for _, p := range append(slices.Clone(mountPointDirs), mountPointFiles...) {
+		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func pauseBinary(opts PauseOptions) (string, []string, error) {
@@ -210,7 +264,29 @@ func populate(root string, binary []byte) error {
 			return err
 		}
 	}
+	// Durable before it is renamed into place: after a crash the rootfs
+	// is either whole or not there (intact checks, and replaces it).
+	if err := syncFile(bin); err != nil {
+		return err
+	}
+	for _, d := range []string{"etc", "."} {
+		if err := atomicfile.SyncDir(filepath.Join(root, d)); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // removeTree removes a rootfs that was not renamed into place, making its

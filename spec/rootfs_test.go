@@ -215,3 +215,42 @@ func TestPreparePauseRootfsRace(t *testing.T) {
 	require.Len(t, ents, 1, "one rootfs, no temp dirs left by the losers")
 	assert.FileExists(t, filepath.Join(paths[0], "pause"))
 }
+
+// A rootfs cut short by a crash (its binary truncated, a mount point
+// missing) is not used: it is replaced by a whole one.
+func TestPreparePauseRootfsReplacesABrokenOne(t *testing.T) {
+	bin := writeBinary(t, t.TempDir(), "pause", fakeELF(t, ""))
+	for name, breakIt := range map[string]func(root string){
+		"truncated binary": func(root string) {
+			require.NoError(t, os.Truncate(filepath.Join(root, "pause"), 10))
+		},
+		"missing mount point": func(root string) {
+			require.NoError(t, os.Remove(filepath.Join(root, "etc", "hosts")))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "rootfs")
+			makeRemovable(t, dir)
+			r, err := PreparePauseRootfs(dir, PauseOptions{Binary: bin})
+			require.NoError(t, err)
+			for _, d := range []string{r.Path, filepath.Join(r.Path, "etc")} {
+				require.NoError(t, os.Chmod(d, 0o755))
+			}
+			breakIt(r.Path)
+
+			again, err := PreparePauseRootfs(dir, PauseOptions{Binary: bin})
+			require.NoError(t, err)
+			assert.Equal(t, r.Path, again.Path)
+			got, err := os.ReadFile(filepath.Join(again.Path, "pause"))
+			require.NoError(t, err)
+			assert.Equal(t, fakeELF(t, ""), got)
+			assert.FileExists(t, filepath.Join(again.Path, "etc", "hosts"))
+			st, err := os.Stat(again.Path)
+			require.NoError(t, err)
+			assert.Equal(t, fs.FileMode(0o555), st.Mode().Perm(), "made anew")
+			ents, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Len(t, ents, 1, "the broken one is gone, no temp dir left")
+		})
+	}
+}

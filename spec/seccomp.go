@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-tools/generate/seccomp"
@@ -133,11 +134,17 @@ func LoadSeccompProfile(path string) (*specs.LinuxSeccomp, error) {
 	if !filepath.IsAbs(path) {
 		return nil, &SeccompError{Path: path, Reason: "the path must be absolute"}
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO at path must not hang the caller in open(2).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, &SeccompError{Path: path, Reason: "cannot read it", Err: unwrapPath(err)}
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, &SeccompError{Path: path, Reason: "cannot read it", Err: unwrapPath(err)}
+	} else if !st.Mode().IsRegular() {
+		return nil, &SeccompError{Path: path, Reason: fmt.Sprintf("not a regular file (%s)", fileType(st.Mode()))}
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxProfileSize+1))
 	if err != nil {
 		return nil, &SeccompError{Path: path, Reason: "cannot read it", Err: unwrapPath(err)}
@@ -154,6 +161,21 @@ func LoadSeccompProfile(path string) (*specs.LinuxSeccomp, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return m.Type().String()
+	}
 }
 
 // unwrapPath drops the *fs.PathError layer (the SeccompError names the

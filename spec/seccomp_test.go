@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -70,6 +71,8 @@ func TestLoadSeccompProfile(t *testing.T) {
 
 func TestLoadSeccompProfileRefuses(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.json")
+	fifo := filepath.Join(t.TempDir(), "fifo.json")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600)) // nobody writes: a read would hang
 	huge := writeProfile(t, `{"defaultAction":"SCMP_ACT_ALLOW","flags":[]`+strings.Repeat(" ", maxProfileSize)+`}`)
 	tests := []struct {
 		name   string
@@ -79,7 +82,9 @@ func TestLoadSeccompProfileRefuses(t *testing.T) {
 	}{
 		{name: "relative path", path: "profiles/pause.json", reason: "absolute"},
 		{name: "missing file", path: missing, reason: "cannot read", is: fs.ErrNotExist},
-		{name: "a directory", path: t.TempDir(), reason: "cannot read"},
+		{name: "a directory", path: t.TempDir(), reason: "not a regular file (a directory)"},
+		{name: "a FIFO", path: fifo, reason: "not a regular file (a FIFO)"},
+		{name: "a device", path: "/dev/zero", reason: "not a regular file (a device)"},
 		{name: "invalid JSON", path: writeProfile(t, `{"defaultAction":`), reason: "not a valid OCI seccomp profile"},
 		{name: "not an object", path: writeProfile(t, `[]`), reason: "not a valid OCI seccomp profile"},
 		{name: "Docker format", path: writeProfile(t, `{"defaultAction":"SCMP_ACT_ERRNO","archMap":[]}`), reason: "archMap"},
