@@ -43,6 +43,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -103,10 +104,14 @@ func encode(records []Record, seq int) ([]Record, []byte, error) {
 // appending, fsynced if sync is set. The file has no name yet (see
 // openAnonymous), and tmp is ""; where the file system cannot do that it
 // is a temporary file named tmp, which is visible, unlocked, between its
-// creation and its flock: its name carries this process's ID so that
+// creation and its flock: its name says which process made it, so that
 // StaleTemp does not take it for a crash's leftover.
 func writeLocked(dir string, data []byte, sync bool) (f *os.File, tmp string, err error) {
-	f, err = openAnonymous(dir)
+	if forceNamedTemp {
+		err = errors.ErrUnsupported
+	} else {
+		f, err = openAnonymous(dir)
+	}
 	if errors.Is(err, errors.ErrUnsupported) {
 		tmp = tempName(dir)
 		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND|unix.O_CLOEXEC, 0o600)
@@ -122,20 +127,35 @@ func writeLocked(dir string, data []byte, sync bool) (f *os.File, tmp string, er
 		err = f.Sync()
 	}
 	if err != nil {
-		f.Close()
 		if tmp != "" {
 			os.Remove(tmp)
 		}
+		f.Close()
 		return nil, "", err
 	}
 	return f, tmp, nil
 }
 
+// forceNamedTemp makes writeLocked use a named temporary file, as on a
+// file system without O_TMPFILE (for tests).
+var forceNamedTemp = false
+
+// tempName is a new temporary file name in dir:
+// .journal-<PID namespace>-<PID>-<random>.tmp.
 func tempName(dir string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return filepath.Join(dir, fmt.Sprintf(".journal-%d-%s.tmp", os.Getpid(), hex.EncodeToString(b[:])))
+	return filepath.Join(dir, fmt.Sprintf(".journal-%d-%d-%s.tmp", pidNamespace(), os.Getpid(), hex.EncodeToString(b[:])))
 }
+
+// pidNamespace is the inode of this process's PID namespace, 0 if unknown.
+var pidNamespace = sync.OnceValue(func() uint64 {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/ns/pid", &st) != nil {
+		return 0
+	}
+	return st.Ino
+})
 
 // name gives the file writeLocked returned the new name path, which must
 // not exist.
@@ -148,10 +168,16 @@ func name(f *os.File, tmp, path string) error {
 	return err
 }
 
+// staleTempAge is how old an unlocked temporary file must be to be stale
+// whoever made it: a live maker holds its lock microseconds after creating
+// it.
+const staleTempAge = time.Minute
+
 // StaleTemp reports whether the file name in the journal directory dir is
-// a temporary file of this package that a crash left behind: unlocked, and
-// the process that made it (named in it) is gone. Such a file holds no
-// journal anyone needs; the file it was to become is the one that counts.
+// a temporary file of this package that a crash left behind: unlocked,
+// and either its maker (a process of this PID namespace) is gone or it is
+// older than a minute. Such a file holds no journal anyone needs; the
+// file it was to become is the one that counts.
 func StaleTemp(dir, name string) bool {
 	rest, ok := strings.CutPrefix(name, ".journal-")
 	if !ok {
@@ -160,18 +186,29 @@ func StaleTemp(dir, name string) bool {
 	if rest, ok = strings.CutSuffix(rest, ".tmp"); !ok {
 		return false
 	}
-	pid, _, ok := strings.Cut(rest, "-")
-	if !ok {
+	parts := strings.Split(rest, "-")
+	if len(parts) != 3 {
 		return false
 	}
-	n, err := strconv.Atoi(pid)
-	if err != nil || n <= 0 {
+	ns, err1 := strconv.ParseUint(parts[0], 10, 64)
+	pid, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || pid <= 0 {
 		return false
 	}
-	if err := unix.Kill(n, 0); err == nil || errors.Is(err, unix.EPERM) {
-		return false // its process lives: it may be creating it right now
+	path := filepath.Join(dir, name)
+	st, err := os.Lstat(path)
+	if err != nil || !st.Mode().IsRegular() || Locked(path) {
+		return false
 	}
-	return !Locked(filepath.Join(dir, name))
+	if time.Since(st.ModTime()) > staleTempAge {
+		return true
+	}
+	// A PID means something only in its own namespace.
+	if ns == 0 || ns != pidNamespace() {
+		return false
+	}
+	err = unix.Kill(pid, 0)
+	return errors.Is(err, unix.ESRCH)
 }
 
 // Create creates a new journal at path (which must not exist) holding the
@@ -425,22 +462,27 @@ func (j *Journal) MoveTo(path string, extra ...Record) error {
 			return fmt.Errorf("journal: move to %s: %w", path, err)
 		}
 	}
+	// On failure the new file is removed before it is closed: unlocked,
+	// it would be a whole journal that another process could take up.
 	if err := os.Rename(tmp, path); err != nil {
-		f.Close()
 		os.Remove(tmp)
+		f.Close()
 		return fmt.Errorf("journal: move to %s: %w", path, err)
 	}
 	if err := atomicfile.SyncDir(dir); err != nil {
-		f.Close()
 		os.Remove(path)
+		f.Close()
 		return fmt.Errorf("journal: move to %s: %w", path, err)
 	}
 	old, oldPath := j.f, j.path
 	j.f, j.path, j.records, j.size, j.synced = f, path, records, int64(len(data)), true
-	if err := os.Remove(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err = os.Remove(oldPath)
+	old.Close()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Moved all the same; the stale copy is unlocked and Recover
+		// sweeps it (the moved one is whole).
 		return fmt.Errorf("journal: move: remove %s: %w", oldPath, err)
 	}
-	old.Close()
 	return nil
 }
 

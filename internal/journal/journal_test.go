@@ -261,21 +261,61 @@ func TestStaleTemp(t *testing.T) {
 	cmd := exec.Command("true")
 	require.NoError(t, cmd.Run())
 	dead := cmd.Process.Pid
+	ns := pidNamespace()
+	require.NotZero(t, ns)
 	mk := func(name string) string {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), nil, 0o600))
 		return name
 	}
-	assert.True(t, StaleTemp(dir, mk(fmt.Sprintf(".journal-%d-0123abcd0123abcd.tmp", dead))))
-	assert.False(t, StaleTemp(dir, mk(fmt.Sprintf(".journal-%d-0123abcd0123abcd.tmp", os.Getpid()))), "its maker lives")
+	assert.True(t, StaleTemp(dir, mk(fmt.Sprintf(".journal-%d-%d-0123abcd0123abcd.tmp", ns, dead))), "its maker is gone")
+	assert.False(t, StaleTemp(dir, mk(fmt.Sprintf(".journal-%d-%d-0123abcd0123abcd.tmp", ns, os.Getpid()))), "its maker lives")
+	otherNS := mk(fmt.Sprintf(".journal-%d-%d-0123abcd0123abcd.tmp", ns+1, dead))
+	assert.False(t, StaleTemp(dir, otherNS), "a PID of another namespace says nothing")
+	old := time.Now().Add(-2 * staleTempAge)
+	require.NoError(t, os.Chtimes(filepath.Join(dir, otherNS), old, old))
+	assert.True(t, StaleTemp(dir, otherNS), "unlocked for minutes: stale, whoever made it")
 
-	locked := mk(fmt.Sprintf(".journal-%d-1111abcd0123abcd.tmp", dead))
+	locked := mk(fmt.Sprintf(".journal-%d-%d-1111abcd0123abcd.tmp", ns, dead))
+	require.NoError(t, os.Chtimes(filepath.Join(dir, locked), old, old))
 	f, err := os.Open(filepath.Join(dir, locked))
 	require.NoError(t, err)
 	defer f.Close()
 	require.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_EX))
 	assert.False(t, StaleTemp(dir, locked), "held by someone")
 
-	for _, name := range []string{".journal-.tmp", ".journal-x-y.tmp", ".journal-0-a.tmp", "0123456789abcdef", ".journal-1-x.json"} {
+	for _, name := range []string{".journal-.tmp", ".journal-x-y-z.tmp", ".journal-1-0-a.tmp", ".journal-1-2.tmp", "0123456789abcdef", ".journal-1-2-x.json"} {
 		assert.False(t, StaleTemp(dir, mk(name)), name)
 	}
+	assert.False(t, StaleTemp(dir, fmt.Sprintf(".journal-%d-%d-2222abcd0123abcd.tmp", ns, dead)), "not there")
+}
+
+// On a file system without O_TMPFILE, Create and MoveTo go through named
+// temporary files, which they leave behind neither on success nor on
+// failure, and which StaleTemp never takes while their maker lives.
+func TestNamedTempFallback(t *testing.T) {
+	forceNamedTemp = true
+	t.Cleanup(func() { forceNamedTemp = false })
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	j, err := Create(from, Record{Op: "begin"})
+	require.NoError(t, err)
+	assert.True(t, Locked(from))
+	_, err = Create(from)
+	require.ErrorIs(t, err, fs.ErrExist)
+	require.NoError(t, j.MoveTo(to, Record{Op: "moved"}))
+	assert.True(t, Locked(to))
+	require.Error(t, j.MoveTo(filepath.Join(dir, "none", "c")))
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, ents, 1, "no temporary file left")
+	assert.Equal(t, "b", ents[0].Name())
+	require.NoError(t, j.Close())
+
+	f, tmp, err := writeLocked(dir, []byte("{}\n"), false)
+	require.NoError(t, err)
+	assert.NotEmpty(t, tmp)
+	assert.False(t, StaleTemp(dir, filepath.Base(tmp)), "locked, and its maker lives")
+	require.NoError(t, f.Close())
+	assert.False(t, StaleTemp(dir, filepath.Base(tmp)), "unlocked, but its maker lives")
+	require.NoError(t, os.Remove(tmp))
 }
