@@ -152,6 +152,12 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 		return b.rootfs, nil
 	}
 	o := b.opts
+	if err := os.MkdirAll(o.RunDir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if err := b.claimRunDir(); err != nil {
+		return nil, err
+	}
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
@@ -167,13 +173,15 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
-	// The network lock exists from now on: opening it is then no disk
-	// write on a Build's path.
-	lock, err := os.OpenFile(b.networkLock(), os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+	// The network lock's files exist from now on: opening them is then no
+	// disk write on a Build's path.
+	for _, p := range []string{b.networkGate(), b.networkLock()} {
+		lock, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		lock.Close()
 	}
-	lock.Close()
 	// The durable journals' directories must survive a power loss too.
 	if err := atomicfile.SyncDir(o.StateDir); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -184,6 +192,44 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 	}
 	b.rootfs = rootfs
 	return rootfs, nil
+}
+
+// claimRunDir records in the run dir which state dir it belongs to, or
+// checks that it belongs to this Builder's.
+func (b *Builder) claimRunDir() error {
+	o := b.opts
+	p := filepath.Join(o.RunDir, "state-dir")
+	want := o.StateDir + "\n"
+	for {
+		got, err := os.ReadFile(p)
+		if err == nil {
+			if string(got) != want {
+				return optionError("RunDir", fmt.Sprintf("%s belongs to the state dir %s, not %s: give each state dir its own run dir",
+					o.RunDir, strings.TrimSpace(string(got)), o.StateDir))
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		// Written whole under another name, then linked: a racing
+		// Prepare reads either nothing or all of it.
+		tmp, err := os.CreateTemp(o.RunDir, ".state-dir-")
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		_, err = tmp.WriteString(want)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Link(tmp.Name(), p)
+		}
+		os.Remove(tmp.Name())
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+	}
 }
 
 // sandboxRecord is the journal's first record: what a Builder needs to

@@ -363,34 +363,73 @@ func TestConcurrentCycles(t *testing.T) {
 	assert.Equal(t, before, tree(t, b, h))
 }
 
-func TestDestroyWaitsForABuildInProgress(t *testing.T) {
-	reached, release := make(chan string), make(chan struct{})
-	b, h := sandboxtest.NewBuilder(t, sandbox.Options{
+// heldBuild is a Build of "web" held at the start of its network step,
+// its journal locked, until release is closed; built gets its result.
+type heldBuild struct {
+	b       *sandbox.Builder
+	h       *sandboxtest.Host
+	id      string
+	release chan struct{}
+	built   chan error
+}
+
+func holdBuild(t *testing.T) *heldBuild {
+	t.Helper()
+	reached := make(chan string)
+	hb := &heldBuild{release: make(chan struct{}), built: make(chan error, 1)}
+	hb.b, hb.h = sandboxtest.NewBuilder(t, sandbox.Options{
 		BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
 			if s == sandbox.StepNetwork {
 				reached <- id
-				<-release
+				<-hb.release
 			}
 			return nil
 		},
 	})
-	before := tree(t, b, h)
-	ctx := context.Background()
-	built := make(chan error, 1)
 	go func() {
-		_, err := b.Build(ctx, podConfig("web"))
-		built <- err
+		_, err := hb.b.Build(context.Background(), podConfig("web"))
+		hb.built <- err
 	}()
-	id := <-reached
+	hb.id = <-reached
+	return hb
+}
+
+func TestDestroyWaitsForABuildInProgress(t *testing.T) {
+	hb := holdBuild(t)
+	b, id := hb.b, hb.id
+	ctx := context.Background()
 	sb, err := b.Load(id)
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.StateBuilding, sb.State, "a build in progress holds its journal's lock")
 	destroyed := make(chan error, 1)
 	go func() { destroyed <- b.Destroy(ctx, id) }()
-	close(release)
-	require.NoError(t, <-built)
+	close(hb.release)
+	require.NoError(t, <-hb.built)
 	require.NoError(t, <-destroyed)
-	assert.Equal(t, before, tree(t, b, h), "the Destroy ran after the Build, on the built sandbox")
+	assert.Empty(t, tree(t, b, hb.h), "the Destroy ran after the Build, on the built sandbox")
+}
+
+// A Destroy whose context ends while it waits for a Build gives up and
+// changes nothing; the Build finishes as if it had not been asked.
+func TestDestroyGivesUpWaitingWithItsContext(t *testing.T) {
+	hb := holdBuild(t)
+	b, id := hb.b, hb.id
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := b.Destroy(cancelled, id)
+	require.ErrorIs(t, err, context.Canceled)
+	sb, err := b.Load(id)
+	require.NoError(t, err)
+	err = sb.ReleaseNetwork(cancelled)
+	require.ErrorIs(t, err, context.Canceled)
+	close(hb.release)
+	require.NoError(t, <-hb.built)
+	sb, err = b.Load(id)
+	require.NoError(t, err)
+	assert.Equal(t, sandbox.StateBuilt, sb.State)
+	assert.NotEmpty(t, sb.IPs, "the network was not released")
+	require.NoError(t, sb.Destroy(context.Background()))
+	assert.Empty(t, tree(t, b, hb.h))
 }
 
 func TestHostNamespacesPod(t *testing.T) {
@@ -661,6 +700,35 @@ func TestNewBuilderWritesNothingAndPrepareReportsThePauseBinary(t *testing.T) {
 	assert.Equal(t, sandbox.StepReserve, se.Step)
 	require.ErrorIs(t, err, spec.ErrNoPauseBinary)
 	assert.Contains(t, err.Error(), "install catatonit")
+}
+
+// A run dir belongs to one state dir: a Builder of another refuses it
+// before it builds anything.
+func TestRunDirOfAnotherStateDirIsRefused(t *testing.T) {
+	a, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+	_, err := a.Prepare()
+	require.NoError(t, err)
+	o := a.Options()
+	o.StateDir = filepath.Join(t.TempDir(), "other-state")
+	other, err := sandbox.NewBuilder(o)
+	require.NoError(t, err)
+	_, err = other.Prepare()
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	var ce *sandbox.ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "Options.RunDir", ce.Problems[0].Field)
+	assert.Contains(t, err.Error(), "belongs to the state dir "+a.Options().StateDir)
+	before := tree(t, a, h)
+	_, err = other.Build(context.Background(), podConfig("web"))
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	assert.Equal(t, before, tree(t, a, h))
+	assert.NoDirExists(t, o.StateDir, "nothing made")
+
+	// The same state dir again (a restart, a second process) is welcome.
+	again, err := sandbox.NewBuilder(a.Options())
+	require.NoError(t, err)
+	_, err = again.Prepare()
+	require.NoError(t, err)
 }
 
 func TestReleaseNetwork(t *testing.T) {

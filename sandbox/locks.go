@@ -11,23 +11,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// networkLock is the file whose flock keeps a CNI GC (CollectNetwork,
-// exclusive) away from attachments in progress (Build's network step,
-// shared), across processes.
+// The network lock keeps a CNI GC (CollectNetwork) away from attachments
+// in progress (Build's network step), across processes: a Build holds
+// network.lock shared from the move of its journal to the end of its ADD;
+// a GC takes it exclusively. To get in at all between overlapping Builds,
+// a GC first closes network.gate (exclusive), which every Build passes
+// (shared, for an instant) on its way to network.lock.
 func (b *Builder) networkLock() string { return filepath.Join(b.opts.StateDir, "network.lock") }
 
-// lockNetwork takes the network lock (unix.LOCK_SH or LOCK_EX), waiting
-// until ctx is done, and returns its release.
+func (b *Builder) networkGate() string { return filepath.Join(b.opts.StateDir, "network.gate") }
+
+// lockNetwork takes the network lock (unix.LOCK_SH for a Build, LOCK_EX
+// for a GC), waiting until ctx is done, and returns its release.
 func (b *Builder) lockNetwork(ctx context.Context, how int) (func(), error) {
-	f, err := os.OpenFile(b.networkLock(), os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	gate, err := os.OpenFile(b.networkGate(), os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if err := flockContext(ctx, f, how); err != nil {
-		f.Close()
+	if err := flockContext(ctx, gate, how); err != nil {
+		gate.Close()
 		return nil, err
 	}
-	return func() { f.Close() }, nil
+	f, err := os.OpenFile(b.networkLock(), os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		err = flockContext(ctx, f, how)
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil || how == unix.LOCK_SH {
+		gate.Close() // a Build is through
+	}
+	if err != nil {
+		return nil, err
+	}
+	if how == unix.LOCK_SH {
+		return func() { f.Close() }, nil
+	}
+	return func() { f.Close(); gate.Close() }, nil
 }
 
 // flockContext takes a flock, waiting (with growing pauses: flock cannot be

@@ -29,12 +29,18 @@ const (
 // Options are a node's settings for building sandboxes. The zero value of
 // every field means its documented default.
 type Options struct {
-	// StateDir holds what must survive a reboot: each sandbox's journal,
-	// the name reservations and the shared pause rootfs. Default
-	// /var/lib/podsmith.
+	// StateDir holds what must survive a reboot: the journals of attached
+	// sandboxes, their name reservations and the shared pause rootfs.
+	// Default /var/lib/podsmith. Builders (in one process or several)
+	// that share a StateDir share one node's sandboxes, and must share
+	// their RunDir too.
 	StateDir string
 	// RunDir holds the bundles (config.json, resolv.conf, hostname, hosts,
-	// the shm mount point); a tmpfs is best. Default /run/podsmith.
+	// the shm mount point) and what a reboot may forget (journals and
+	// names of sandboxes not yet attached to a network); a tmpfs is best.
+	// Default /run/podsmith. It belongs to one StateDir: Prepare refuses a
+	// RunDir claimed by another (Recover would take the other's sandboxes
+	// for orphans of its own).
 	RunDir string
 	// NetnsDir is where network namespaces are pinned. Default /run/netns
 	// (where `ip netns` looks).

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/sandbox/sandboxtest"
@@ -65,10 +68,12 @@ func TestRecoverAndLoadDuringEveryStep(t *testing.T) {
 		sb, err := b.Load(id)
 		if errors.Is(err, sandbox.ErrNotFound) {
 			seen = append(seen, "none") // before the journal exists
+			assert.Empty(t, rep.Busy)
 			return
 		}
 		if assert.NoError(t, err) {
 			seen = append(seen, string(sb.State))
+			assert.Equal(t, []string{id}, rep.Busy)
 		}
 	})
 	sb, err := b.Build(ctx, podConfig("during"))
@@ -120,6 +125,7 @@ func TestRecoverAndLoadRaceBuilds(t *testing.T) {
 			rep, err := b.Recover(ctx)
 			assert.NoError(t, err)
 			assert.Empty(t, rep.Destroyed, "Recover destroyed a sandbox being built")
+			assert.Empty(t, rep.Orphans, "Recover swept a part of a sandbox being built")
 			recovers.Add(1)
 		}
 	})
@@ -225,7 +231,7 @@ func TestCollectNetworkRacesBuilds(t *testing.T) {
 	var builders sync.WaitGroup
 	for g := range 2 {
 		builders.Go(func() {
-			for i := range 80 {
+			for i := range 40 {
 				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("gc-%d-%d", g, i)))
 				if assert.NoError(t, err) {
 					assert.NoError(t, sb.Destroy(ctx))
@@ -236,7 +242,7 @@ func TestCollectNetworkRacesBuilds(t *testing.T) {
 	builders.Wait()
 	close(done)
 	wg.Wait()
-	t.Logf("%d GCs during 160 Build/Destroy cycles", gc.calls.Load())
+	t.Logf("%d GCs during 80 Build/Destroy cycles", gc.calls.Load())
 	assert.NotZero(t, gc.calls.Load())
 	assert.Zero(t, gc.missed.Load(), "GC ran without a live attachment in its valid list")
 	assert.Empty(t, tree(t, b, h))
@@ -294,4 +300,121 @@ func TestCrashInTheJournalsMove(t *testing.T) {
 			assert.Equal(t, 1, detaches)
 		})
 	}
+}
+
+// gatedNetwork calls attach before each Attach and gc for each GC.
+type gatedNetwork struct {
+	sandbox.Network
+	attach func(a *sandbox.Attachment)
+	gc     func(valid []string)
+}
+
+func (n gatedNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (*sandbox.AttachResult, error) {
+	n.attach(a)
+	return n.Network.Attach(ctx, a)
+}
+
+func (n gatedNetwork) GC(_ context.Context, valid []string) error {
+	n.gc(valid)
+	return nil
+}
+
+// A CollectNetwork waiting for an attachment in progress holds new ones
+// back, so that overlapping Builds cannot keep it out for ever: it runs
+// as soon as the first is done, before the next attaches.
+func TestCollectNetworkIsNotStarvedByBuilds(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var events []string
+	record := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	names := map[string]string{} // sandbox ID -> pod name
+	firstIn, release, secondAtNetwork := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var b *sandbox.Builder
+	opts := sandbox.Options{
+		StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns"),
+		BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
+			if s != sandbox.StepNetwork {
+				return nil
+			}
+			sb, err := b.Load(id)
+			require.NoError(t, err)
+			mu.Lock()
+			names[id] = sb.Config.Metadata.Name
+			mu.Unlock()
+			if sb.Config.Metadata.Name == "second" {
+				close(secondAtNetwork)
+			}
+			return nil
+		},
+	}
+	require.NoError(t, h.Apply(&opts))
+	opts.Network = gatedNetwork{
+		Network: opts.Network,
+		attach: func(a *sandbox.Attachment) {
+			mu.Lock()
+			name := names[a.SandboxID]
+			mu.Unlock()
+			record("attach " + name)
+			if name == "first" {
+				close(firstIn)
+				<-release
+			}
+		},
+		gc: func(valid []string) {
+			mu.Lock()
+			var in []string
+			for _, id := range valid {
+				in = append(in, names[id])
+			}
+			mu.Unlock()
+			slices.Sort(in)
+			record(fmt.Sprintf("gc %v", in))
+		},
+	}
+	b, err = sandbox.NewBuilder(opts)
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	var first, second *sandbox.Sandbox
+	wg.Go(func() {
+		var err error
+		first, err = b.Build(ctx, podConfig("first"))
+		assert.NoError(t, err)
+	})
+	<-firstIn
+	wg.Go(func() { assert.NoError(t, b.CollectNetwork(ctx)) })
+	// Until the GC has closed the gate (a minute is only the bound of a
+	// failure: the gate is closed in microseconds).
+	gate, err := os.Open(filepath.Join(opts.StateDir, "network.gate"))
+	require.NoError(t, err)
+	defer gate.Close()
+	for deadline := time.Now().Add(time.Minute); ; {
+		require.True(t, time.Now().Before(deadline), "CollectNetwork never closed the gate")
+		err := unix.Flock(int(gate.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			break
+		}
+		require.NoError(t, err)
+		require.NoError(t, unix.Flock(int(gate.Fd()), unix.LOCK_UN))
+		runtime.Gosched()
+	}
+	wg.Go(func() {
+		var err error
+		second, err = b.Build(ctx, podConfig("second"))
+		assert.NoError(t, err)
+	})
+	<-secondAtNetwork
+	close(release)
+	wg.Wait()
+	assert.Equal(t, []string{"attach first", "gc [first second]", "attach second"}, events, "second is valid (being built) but not yet attached")
+	require.NoError(t, first.Destroy(ctx))
+	require.NoError(t, second.Destroy(ctx))
+	assert.Empty(t, tree(t, b, h))
 }

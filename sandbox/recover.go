@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/selinux/go-selinux"
 
@@ -22,6 +23,9 @@ type RecoverReport struct {
 	// Orphans are name links, bundle dirs and netns pins that belonged to
 	// no sandbox, and were removed.
 	Orphans []string
+	// Busy are the sandboxes whose journal another held throughout: a
+	// Build or Destroy in progress, left alone.
+	Busy []string
 }
 
 // Recover finishes what crashed Builds and Destroys left behind, as after a
@@ -41,10 +45,12 @@ func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 	}
 	for _, id := range ids {
 		destroyed, err := b.recoverOne(ctx, id)
-		if err != nil {
+		switch {
+		case errors.Is(err, journal.ErrLocked):
+			rep.Busy = append(rep.Busy, id)
+		case err != nil:
 			errs = append(errs, fmt.Errorf("sandbox %s: recover: %w", shortID(id), err))
-		}
-		if destroyed {
+		case destroyed:
 			rep.Destroyed = append(rep.Destroyed, id)
 		}
 	}
@@ -55,20 +61,29 @@ func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-// recoverOne decides about one sandbox under its journal's lock, without
+// busyWait is how long Recover waits for a journal another holds before it
+// leaves it alone: long enough for a Load's look at the lock (which takes
+// it for an instant), far shorter than any Build.
+const busyWait = 20 * time.Millisecond
+
+// recoverOne decides about one sandbox under its journal's lock, hardly
 // waiting for it: a journal another holds is a Build or Destroy in
-// progress, and is left alone; a built sandbox is the caller's; anything
-// else is undone.
+// progress, and is left alone (ErrLocked); a built sandbox is the
+// caller's; anything else is undone.
 func (b *Builder) recoverOne(ctx context.Context, id string) (bool, error) {
 	path := b.findJournal(id)
 	if path == "" {
 		return false, nil
 	}
-	j, err := journal.TryOpen(path)
-	if errors.Is(err, journal.ErrLocked) || journal.IsNotExist(err) {
+	wctx, cancel := context.WithTimeout(ctx, busyWait)
+	j, err := journal.OpenKnown(wctx, path, journal.Snapshot{})
+	cancel()
+	switch {
+	case journal.IsNotExist(err):
 		return false, nil
-	}
-	if err != nil {
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return false, journal.ErrLocked
+	case err != nil:
 		return false, err
 	}
 	defer j.Close()

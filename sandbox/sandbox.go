@@ -158,8 +158,21 @@ func (b *Builder) fromRecords(id string, recs []journal.Record, locked bool) (*S
 // findJournal returns the path of a sandbox's journal: in the state dir
 // if it moved there, else in the run dir; "" if it has none.
 func (b *Builder) findJournal(id string) string {
-	for _, p := range []string{b.durableJournal(id), b.volatileJournal(id)} {
-		if _, err := os.Lstat(p); err == nil {
+	return findJournal(b.durableJournal(id), b.volatileJournal(id), exists)
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// findJournal looks in the state dir, the run dir and the state dir
+// again: a journal moves only from the run dir to the state dir (created
+// there before it is removed here), so if it moves between the first two
+// looks, the third sees it. Two looks would miss it.
+func findJournal(durable, volatile string, exists func(string) bool) string {
+	for _, p := range []string{durable, volatile, durable} {
+		if exists(p) {
 			return p
 		}
 	}
@@ -268,6 +281,11 @@ func (b *Builder) Find(ref string) (*Sandbox, error) {
 // sandbox is then in StateNeedsCleanup) for the next Destroy. Destroying a
 // sandbox that is gone is success. Stop the pause process first: the
 // runtime's container still uses the bundle.
+//
+// A Destroy waits for a Build or Destroy of the same sandbox in progress
+// (in this process or another) until ctx is done; ctx ends only that
+// wait, which has changed nothing. The undo, once begun, gets the whole
+// UndoTimeout.
 func (s *Sandbox) Destroy(ctx context.Context) error { return s.b.destroy(ctx, s.ID, s.journal) }
 
 // Destroy destroys the sandbox with the given ID (see Sandbox.Destroy). It
@@ -280,9 +298,9 @@ func (b *Builder) destroy(ctx context.Context, id string, known journal.Snapshot
 	if !isID(id) {
 		return fmt.Errorf("%w: %q is not a sandbox ID", ErrNotFound, truncate(id))
 	}
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
-	defer cancel()
-	j, err := b.openJournal(uctx, id, known)
+	// Waiting for a Build in progress changes nothing: ctx may end it.
+	// The cleanup, once begun, runs on a context of its own.
+	j, err := b.openJournal(ctx, id, known)
 	if journal.IsNotExist(err) {
 		return nil // never built, or already destroyed
 	}
@@ -290,6 +308,8 @@ func (b *Builder) destroy(ctx context.Context, id string, known journal.Snapshot
 		return fmt.Errorf("sandbox %s: %w", shortID(id), err)
 	}
 	defer j.Close()
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
+	defer cancel()
 	if err := b.destroyLocked(uctx, id, j); err != nil {
 		return fmt.Errorf("sandbox %s: destroy: %w", shortID(id), err)
 	}
@@ -444,12 +464,12 @@ func (b *Builder) CollectNetwork(ctx context.Context) error {
 // ReleaseNetwork detaches the sandbox from its network (CNI DEL) and
 // releases its addresses, keeping everything else until Destroy: what
 // CRI's StopPodSandbox does. It is idempotent, and a no-op for a sandbox
-// without a network attachment. Stop the pause process first.
+// without a network attachment. Stop the pause process first. Like
+// Destroy, it waits for a Build in progress until ctx is done, then runs
+// on a context of its own.
 func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 	b := s.b
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
-	defer cancel()
-	j, err := b.openJournal(uctx, s.ID, s.journal)
+	j, err := b.openJournal(ctx, s.ID, s.journal)
 	if journal.IsNotExist(err) {
 		return nil // destroyed
 	}
@@ -457,6 +477,8 @@ func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 		return fmt.Errorf("sandbox %s: %w", shortID(s.ID), err)
 	}
 	defer j.Close()
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
+	defer cancel()
 	if err := b.undoAll(uctx, j, func(op string) bool { return op == opDetach }); err != nil {
 		return fmt.Errorf("sandbox %s: release network: %w", shortID(s.ID), err)
 	}
