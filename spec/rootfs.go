@@ -89,7 +89,8 @@ var (
 // mount points. It is idempotent and safe when several processes race: the
 // first to take a lock on dir builds the rootfs in a temporary directory,
 // fsyncs it and renames it into place; the others then use it. A rootfs
-// found there but not whole (its binary cut short by a crash) is replaced.
+// found there but not whole (its binary cut short by a crash, a mount
+// point missing) is repaired in place, as sandboxes may have it bound.
 func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 	bin, args, err := pauseBinary(opts)
 	if err != nil {
@@ -122,6 +123,22 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 	if intact(final, data) {
 		return r, nil // made while this one waited
 	}
+	if st, err := os.Lstat(final); err == nil {
+		if st.IsDir() {
+			// There but not whole: a crash before its files reached the
+			// disk, or a hand that edited it. Repaired in place, never
+			// replaced: live bundles bind it as their rootfs, and would
+			// keep the old tree, emptied.
+			if err := repair(final, data); err != nil {
+				return nil, fmt.Errorf("spec: pause rootfs: repair %s: %w", final, err)
+			}
+			return r, nil
+		}
+		// Not a directory: nothing can have bound it as a rootfs.
+		if err := os.Remove(final); err != nil {
+			return nil, fmt.Errorf("spec: pause rootfs: %w", err)
+		}
+	}
 	tmp, err := os.MkdirTemp(dir, ".pause-tmp-")
 	if err != nil {
 		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
@@ -129,16 +146,6 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 	if err := populate(tmp, data); err != nil {
 		removeTree(tmp)
 		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
-	}
-	if _, err := os.Lstat(final); err == nil {
-		// There but not whole: a crash before its files reached the disk,
-		// or a hand that edited it. Move it aside for the new one.
-		trash := filepath.Join(dir, ".pause-broken-"+filepath.Base(tmp))
-		if err := os.Rename(final, trash); err != nil {
-			removeTree(tmp)
-			return nil, fmt.Errorf("spec: pause rootfs: replace %s: %w", final, err)
-		}
-		removeTree(trash)
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		removeTree(tmp)
@@ -149,6 +156,72 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
 	}
 	return r, nil
+}
+
+// repair makes root a whole pause rootfs for binary again, in place: the
+// missing mount points made, anything else in their place removed, and
+// the binary, if it differs, replaced by rename (a pause process running
+// the old file keeps it).
+func repair(root string, binary []byte) (err error) {
+	for _, d := range []string{".", "etc"} {
+		_ = os.Chmod(filepath.Join(root, d), 0o755)
+	}
+	defer func() {
+		for _, d := range append(mountPointDirs, ".") {
+			if cerr := os.Chmod(filepath.Join(root, d), 0o555); err == nil {
+				err = cerr
+			}
+		}
+	}()
+	for _, d := range mountPointDirs {
+		p := filepath.Join(root, d)
+		if st, err := os.Lstat(p); err == nil && st.IsDir() {
+			continue
+		} else if err == nil {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+		}
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, f := range mountPointFiles {
+		p := filepath.Join(root, f)
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
+			continue
+		} else if err == nil {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			return err
+		}
+	}
+	bin := filepath.Join(root, PauseBinaryName)
+	if !isBinary(bin, binary) {
+		tmp := filepath.Join(root, ".pause.tmp")
+		if err := os.WriteFile(tmp, binary, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(tmp, 0o755); err != nil {
+			return err
+		}
+		if err := syncFile(tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, bin); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	}
+	for _, d := range []string{"etc", "."} {
+		if err := atomicfile.SyncDir(filepath.Join(root, d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lockDir takes an exclusive flock on the directory dir.
@@ -166,16 +239,31 @@ func lockDir(dir string) (func(), error) {
 
 // intact reports whether root is a whole pause rootfs for binary.
 func intact(root string, binary []byte) bool {
-	got, err := os.ReadFile(filepath.Join(root, PauseBinaryName))
-	if err != nil || !bytes.Equal(got, binary) {
+	if !isBinary(filepath.Join(root, PauseBinaryName), binary) {
 		return false
 	}
-	for _, p := range append(slices.Clone(mountPointDirs), mountPointFiles...) {
-		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+	for _, d := range mountPointDirs {
+		if st, err := os.Lstat(filepath.Join(root, d)); err != nil || !st.IsDir() {
+			return false
+		}
+	}
+	for _, f := range mountPointFiles {
+		if st, err := os.Lstat(filepath.Join(root, f)); err != nil || !st.Mode().IsRegular() {
 			return false
 		}
 	}
 	return true
+}
+
+// isBinary reports whether path is a regular file, executable by all,
+// holding binary.
+func isBinary(path string, binary []byte) bool {
+	st, err := os.Lstat(path)
+	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o755 || st.Size() != int64(len(binary)) {
+		return false
+	}
+	got, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(got, binary)
 }
 
 func pauseBinary(opts PauseOptions) (string, []string, error) {

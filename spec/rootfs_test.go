@@ -216,16 +216,29 @@ func TestPreparePauseRootfsRace(t *testing.T) {
 	assert.FileExists(t, filepath.Join(paths[0], "pause"))
 }
 
-// A rootfs cut short by a crash (its binary truncated, a mount point
-// missing) is not used: it is replaced by a whole one.
-func TestPreparePauseRootfsReplacesABrokenOne(t *testing.T) {
+// A rootfs cut short by a crash, or edited, is not used as it is: it is
+// repaired in place (live bundles may have it bound as their rootfs, so it
+// is never replaced by another directory). Something else at its path is
+// replaced.
+func TestPreparePauseRootfsRepairsABrokenOne(t *testing.T) {
 	bin := writeBinary(t, t.TempDir(), "pause", fakeELF(t, ""))
 	for name, breakIt := range map[string]func(root string){
 		"truncated binary": func(root string) {
 			require.NoError(t, os.Truncate(filepath.Join(root, "pause"), 10))
 		},
-		"missing mount point": func(root string) {
+		"binary not executable": func(root string) {
+			require.NoError(t, os.Chmod(filepath.Join(root, "pause"), 0o644))
+		},
+		"binary a symlink": func(root string) {
+			require.NoError(t, os.Remove(filepath.Join(root, "pause")))
+			require.NoError(t, os.Symlink(bin, filepath.Join(root, "pause")))
+		},
+		"missing mount point file": func(root string) {
 			require.NoError(t, os.Remove(filepath.Join(root, "etc", "hosts")))
+		},
+		"file for a mount point dir": func(root string) {
+			require.NoError(t, os.Remove(filepath.Join(root, "proc")))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "proc"), nil, 0o644))
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -237,20 +250,38 @@ func TestPreparePauseRootfsReplacesABrokenOne(t *testing.T) {
 				require.NoError(t, os.Chmod(d, 0o755))
 			}
 			breakIt(r.Path)
+			was, err := os.Stat(r.Path)
+			require.NoError(t, err)
 
 			again, err := PreparePauseRootfs(dir, PauseOptions{Binary: bin})
 			require.NoError(t, err)
 			assert.Equal(t, r.Path, again.Path)
-			got, err := os.ReadFile(filepath.Join(again.Path, "pause"))
+			assert.True(t, intact(again.Path, fakeELF(t, "")))
+			now, err := os.Stat(again.Path)
 			require.NoError(t, err)
-			assert.Equal(t, fakeELF(t, ""), got)
-			assert.FileExists(t, filepath.Join(again.Path, "etc", "hosts"))
-			st, err := os.Stat(again.Path)
-			require.NoError(t, err)
-			assert.Equal(t, fs.FileMode(0o555), st.Mode().Perm(), "made anew")
+			assert.True(t, os.SameFile(was, now), "repaired in place")
+			for _, d := range []string{".", "proc", "etc"} {
+				st, err := os.Stat(filepath.Join(again.Path, d))
+				require.NoError(t, err)
+				assert.Equal(t, fs.FileMode(0o555), st.Mode().Perm(), d)
+			}
 			ents, err := os.ReadDir(dir)
 			require.NoError(t, err)
-			assert.Len(t, ents, 1, "the broken one is gone, no temp dir left")
+			assert.Len(t, ents, 1, "no temp dir left")
+			ents, err = os.ReadDir(again.Path)
+			require.NoError(t, err)
+			assert.Len(t, ents, 5, "pause and the mount point dirs, no temp file")
 		})
 	}
+	t.Run("not a directory", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "rootfs")
+		makeRemovable(t, dir)
+		r, err := PreparePauseRootfs(dir, PauseOptions{Binary: bin})
+		require.NoError(t, err)
+		removeTree(r.Path)
+		require.NoError(t, os.WriteFile(r.Path, nil, 0o644))
+		_, err = PreparePauseRootfs(dir, PauseOptions{Binary: bin})
+		require.NoError(t, err)
+		assert.True(t, intact(r.Path, fakeELF(t, "")))
+	})
 }

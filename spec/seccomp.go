@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-tools/generate/seccomp"
@@ -134,17 +132,15 @@ func LoadSeccompProfile(path string) (*specs.LinuxSeccomp, error) {
 	if !filepath.IsAbs(path) {
 		return nil, &SeccompError{Path: path, Reason: "the path must be absolute"}
 	}
-	// O_NONBLOCK: a FIFO at path must not hang the caller in open(2).
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := openRegular(path)
+	var nr *notRegularError
+	if errors.As(err, &nr) {
+		return nil, &SeccompError{Path: path, Reason: nr.Error()}
+	}
 	if err != nil {
 		return nil, &SeccompError{Path: path, Reason: "cannot read it", Err: unwrapPath(err)}
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return nil, &SeccompError{Path: path, Reason: "cannot read it", Err: unwrapPath(err)}
-	} else if !st.Mode().IsRegular() {
-		return nil, &SeccompError{Path: path, Reason: fmt.Sprintf("not a regular file (%s)", fileType(st.Mode()))}
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxProfileSize+1))
 	if err != nil {
 		return nil, &SeccompError{Path: path, Reason: "cannot read it", Err: unwrapPath(err)}
@@ -163,20 +159,10 @@ func LoadSeccompProfile(path string) (*specs.LinuxSeccomp, error) {
 	return p, nil
 }
 
-func fileType(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	default:
-		return m.Type().String()
-	}
-}
+// notRegularError says that a file is not a regular file, and what it is.
+type notRegularError struct{ kind string }
+
+func (e *notRegularError) Error() string { return "not a regular file (" + e.kind + ")" }
 
 // unwrapPath drops the *fs.PathError layer (the SeccompError names the
 // path) but keeps its cause, so errors.Is(err, fs.ErrNotExist) holds.

@@ -67,6 +67,13 @@ func TestLoadSeccompProfile(t *testing.T) {
 	p, err = LoadSeccompProfile(writeProfile(t, `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["kexec_load"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_EQ"}]}]}`))
 	require.NoError(t, err)
 	assert.Equal(t, specs.ActAllow, p.DefaultAction)
+
+	// A symlink to a profile is followed.
+	link := filepath.Join(t.TempDir(), "link.json")
+	require.NoError(t, os.Symlink(writeProfile(t, string(b)), link))
+	p, err = LoadSeccompProfile(link)
+	require.NoError(t, err)
+	assert.Equal(t, PauseProfile(), p)
 }
 
 func TestLoadSeccompProfileRefuses(t *testing.T) {
