@@ -292,24 +292,60 @@ func openFile(path string) (*os.File, error) {
 }
 
 // lockContext takes f's exclusive lock, waiting (with growing pauses:
-// flock cannot be interrupted) until ctx is done.
+// flock cannot be interrupted) until ctx is done. ctx ends the wait for a
+// Build or Destroy, which hold the lock exclusively; a look at the lock
+// (Locked, which holds it shared for an instant) is waited out up to
+// lookWait even after ctx is done, so that a cleanup on a finished context
+// does not fail for it.
 func lockContext(ctx context.Context, f *os.File) error {
+	fd := int(f.Fd())
 	wait := 200 * time.Microsecond
+	var lookEnd time.Time
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return err
+		}
+		if afterBusy != nil {
+			afterBusy()
+		}
+		if ctx.Err() != nil {
+			if lookEnd.IsZero() {
+				lookEnd = time.Now().Add(lookWait)
+			}
+			if time.Now().After(lookEnd) || !onlyLooked(fd) {
+				return ctx.Err()
+			}
+			time.Sleep(wait)
+			continue
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
 		case <-t.C:
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
+
+// lookWait bounds the wait for looks at a lock once the caller's context
+// is done.
+const lookWait = time.Second
+
+// onlyLooked reports whether the lock that stopped an exclusive flock on
+// fd is held only shared: by looks (Locked), not by a Build or Destroy.
+func onlyLooked(fd int) bool {
+	if unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) != nil {
+		return false
+	}
+	_ = unix.Flock(fd, unix.LOCK_UN)
+	return true
+}
+
+// afterBusy, if set, runs after each attempt at a lock another holds (for
+// tests).
+var afterBusy func()
 
 // finishOpen reads a locked journal (or takes known's records).
 func finishOpen(f *os.File, path string, known Snapshot) (*Journal, error) {
@@ -476,13 +512,11 @@ func (j *Journal) MoveTo(path string, extra ...Record) error {
 	}
 	old, oldPath := j.f, j.path
 	j.f, j.path, j.records, j.size, j.synced = f, path, records, int64(len(data)), true
-	err = os.Remove(oldPath)
+	// The move is done once the new file is in place. Should the old one
+	// fail to go, it is a stale copy, unlocked, that the sandbox package
+	// removes (Recover's sweep, the end of a Destroy): the moved one wins.
+	_ = os.Remove(oldPath)
 	old.Close()
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// Moved all the same; the stale copy is unlocked and Recover
-		// sweeps it (the moved one is whole).
-		return fmt.Errorf("journal: move: remove %s: %w", oldPath, err)
-	}
 	return nil
 }
 

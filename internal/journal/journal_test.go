@@ -255,6 +255,71 @@ func TestOpenKnownGivesUpWithTheContext(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
+// A context that is done ends the wait for a holder of the lock (a Build,
+// a Destroy), not for a look at it (Locked, shared for an instant): a
+// cleanup on a finished context must not fail for a List in another
+// process.
+func TestOpenOnADoneContextWaitsOutALook(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, err := Create(p, Record{Op: "begin"})
+	require.NoError(t, err)
+	require.NoError(t, j.Close())
+	look, err := os.Open(p)
+	require.NoError(t, err)
+	defer look.Close()
+	require.NoError(t, unix.Flock(int(look.Fd()), unix.LOCK_SH))
+	tries := 0
+	afterBusy = func() {
+		tries++
+		if tries == 3 {
+			require.NoError(t, unix.Flock(int(look.Fd()), unix.LOCK_UN))
+		}
+	}
+	t.Cleanup(func() { afterBusy = nil })
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	j, err = OpenKnown(done, p, Snapshot{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, tries, "waited while the look held the lock")
+	require.NoError(t, j.Close())
+
+	// An exclusive holder is not waited for.
+	holder, err := Open(p)
+	require.NoError(t, err)
+	defer holder.Close()
+	tries = 0
+	_, err = OpenKnown(done, p, Snapshot{})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 1, tries)
+}
+
+// A move whose rename fails (a directory in the way) leaves the journal
+// where it was, usable, and no file behind; with O_TMPFILE and without.
+func TestMoveToFailedRename(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		t.Run(fmt.Sprintf("named temp %v", named), func(t *testing.T) {
+			forceNamedTemp = named
+			t.Cleanup(func() { forceNamedTemp = false })
+			dir := t.TempDir()
+			from, to := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+			require.NoError(t, os.MkdirAll(filepath.Join(to, "x"), 0o700))
+			j, err := Create(from, Record{Op: "begin"})
+			require.NoError(t, err)
+			defer j.Close()
+			require.Error(t, j.MoveTo(to, Record{Op: "moved"}))
+			assert.Equal(t, from, j.Path())
+			_, err = j.Append(Record{Op: "after"}, false)
+			require.NoError(t, err)
+			recs, err := Read(from)
+			require.NoError(t, err)
+			assert.Equal(t, []Record{{Seq: 1, Op: "begin"}, {Seq: 2, Op: "after"}}, recs)
+			ents, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Len(t, ents, 2, "a and the directory b, no temporary file")
+		})
+	}
+}
+
 func TestStaleTemp(t *testing.T) {
 	dir := t.TempDir()
 	// A process that is gone.
