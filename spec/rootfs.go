@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,16 +164,29 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 // the binary, if it differs, replaced by rename (a pause process running
 // the old file keeps it).
 func repair(root string, binary []byte) (err error) {
-	for _, d := range []string{".", "etc"} {
-		_ = os.Chmod(filepath.Join(root, d), 0o755)
+	// Modes are changed only on what Lstat says is a directory: chmod
+	// follows symlinks, and a link planted here must not open up (or
+	// close) what it points at.
+	chmodDir := func(p string, mode os.FileMode) error {
+		if st, err := os.Lstat(p); err != nil || !st.IsDir() {
+			return err
+		}
+		return os.Chmod(p, mode)
+	}
+	if err := chmodDir(root, 0o755); err != nil {
+		return err
 	}
 	defer func() {
 		for _, d := range append(mountPointDirs, ".") {
-			if cerr := os.Chmod(filepath.Join(root, d), 0o555); err == nil {
+			if cerr := chmodDir(filepath.Join(root, d), 0o555); err == nil {
 				err = cerr
 			}
 		}
 	}()
+	tmp := filepath.Join(root, pauseTemp)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err // left by a repair that crashed
+	}
 	for _, d := range mountPointDirs {
 		p := filepath.Join(root, d)
 		if st, err := os.Lstat(p); err == nil && st.IsDir() {
@@ -185,6 +199,9 @@ func repair(root string, binary []byte) (err error) {
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return err
 		}
+	}
+	if err := chmodDir(filepath.Join(root, "etc"), 0o755); err != nil {
+		return err
 	}
 	for _, f := range mountPointFiles {
 		p := filepath.Join(root, f)
@@ -201,7 +218,6 @@ func repair(root string, binary []byte) (err error) {
 	}
 	bin := filepath.Join(root, PauseBinaryName)
 	if !isBinary(bin, binary) {
-		tmp := filepath.Join(root, ".pause.tmp")
 		if err := os.WriteFile(tmp, binary, 0o755); err != nil {
 			return err
 		}
@@ -224,6 +240,10 @@ func repair(root string, binary []byte) (err error) {
 	return nil
 }
 
+// pauseTemp is where repair writes a new binary before renaming it into
+// place.
+const pauseTemp = ".pause.tmp"
+
 // lockDir takes an exclusive flock on the directory dir.
 func lockDir(dir string) (func(), error) {
 	f, err := os.Open(dir)
@@ -237,9 +257,13 @@ func lockDir(dir string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// intact reports whether root is a whole pause rootfs for binary.
+// intact reports whether root is a whole pause rootfs for binary, with
+// no repair half done.
 func intact(root string, binary []byte) bool {
 	if !isBinary(filepath.Join(root, PauseBinaryName), binary) {
+		return false
+	}
+	if _, err := os.Lstat(filepath.Join(root, pauseTemp)); !errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
 	for _, d := range mountPointDirs {

@@ -222,6 +222,8 @@ func TestPreparePauseRootfsRace(t *testing.T) {
 // replaced.
 func TestPreparePauseRootfsRepairsABrokenOne(t *testing.T) {
 	bin := writeBinary(t, t.TempDir(), "pause", fakeELF(t, ""))
+	outside := t.TempDir()
+	require.NoError(t, os.Chmod(outside, fs.ModeSticky|0o777))
 	for name, breakIt := range map[string]func(root string){
 		"truncated binary": func(root string) {
 			require.NoError(t, os.Truncate(filepath.Join(root, "pause"), 10))
@@ -239,6 +241,17 @@ func TestPreparePauseRootfsRepairsABrokenOne(t *testing.T) {
 		"file for a mount point dir": func(root string) {
 			require.NoError(t, os.Remove(filepath.Join(root, "proc")))
 			require.NoError(t, os.WriteFile(filepath.Join(root, "proc"), nil, 0o644))
+		},
+		"symlinks for mount point dirs": func(root string) {
+			// A sticky, world-writable directory elsewhere: repair must
+			// not change its mode through the links.
+			for _, d := range []string{"etc", "dev"} {
+				require.NoError(t, os.RemoveAll(filepath.Join(root, d)))
+				require.NoError(t, os.Symlink(outside, filepath.Join(root, d)))
+			}
+		},
+		"a repair cut short": func(root string) {
+			require.NoError(t, os.WriteFile(filepath.Join(root, ".pause.tmp"), []byte("half"), 0o755))
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -271,6 +284,9 @@ func TestPreparePauseRootfsRepairsABrokenOne(t *testing.T) {
 			ents, err = os.ReadDir(again.Path)
 			require.NoError(t, err)
 			assert.Len(t, ents, 5, "pause and the mount point dirs, no temp file")
+			st, err := os.Stat(outside)
+			require.NoError(t, err)
+			assert.Equal(t, fs.ModeDir|fs.ModeSticky|0o777, st.Mode(), "untouched")
 		})
 	}
 	t.Run("not a directory", func(t *testing.T) {
