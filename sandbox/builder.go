@@ -105,6 +105,9 @@ type Builder struct {
 	labelMu sync.Mutex
 	labels  map[string]bool // SELinux process labels this Builder's sandboxes hold
 
+	claimMu sync.Mutex
+	claimed bool // the run dir and state dir claim each other (see claim)
+
 	tag string // this Builder's mark on shared resources (netns pins)
 }
 
@@ -152,10 +155,7 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 		return b.rootfs, nil
 	}
 	o := b.opts
-	if err := os.MkdirAll(o.RunDir, 0o700); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	if err := b.claimRunDir(); err != nil {
+	if err := b.claim(true); err != nil {
 		return nil, err
 	}
 	for _, d := range []struct {
@@ -192,44 +192,6 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 	}
 	b.rootfs = rootfs
 	return rootfs, nil
-}
-
-// claimRunDir records in the run dir which state dir it belongs to, or
-// checks that it belongs to this Builder's.
-func (b *Builder) claimRunDir() error {
-	o := b.opts
-	p := filepath.Join(o.RunDir, "state-dir")
-	want := o.StateDir + "\n"
-	for {
-		got, err := os.ReadFile(p)
-		if err == nil {
-			if string(got) != want {
-				return optionError("RunDir", fmt.Sprintf("%s belongs to the state dir %s, not %s: give each state dir its own run dir",
-					o.RunDir, strings.TrimSpace(string(got)), o.StateDir))
-			}
-			return nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("sandbox: %w", err)
-		}
-		// Written whole under another name, then linked: a racing
-		// Prepare reads either nothing or all of it.
-		tmp, err := os.CreateTemp(o.RunDir, ".state-dir-")
-		if err != nil {
-			return fmt.Errorf("sandbox: %w", err)
-		}
-		_, err = tmp.WriteString(want)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Link(tmp.Name(), p)
-		}
-		os.Remove(tmp.Name())
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("sandbox: %w", err)
-		}
-	}
 }
 
 // sandboxRecord is the journal's first record: what a Builder needs to

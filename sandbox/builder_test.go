@@ -702,33 +702,122 @@ func TestNewBuilderWritesNothingAndPrepareReportsThePauseBinary(t *testing.T) {
 	assert.Contains(t, err.Error(), "install catatonit")
 }
 
-// A run dir belongs to one state dir: a Builder of another refuses it
-// before it builds anything.
-func TestRunDirOfAnotherStateDirIsRefused(t *testing.T) {
+// A run dir and a state dir belong to each other. A Builder of another
+// state dir on the same run dir, or of the same state dir on another run
+// dir, refuses every operation with ErrInvalidConfig before it changes
+// anything (Recover first of all, which would sweep the other's live
+// sandboxes as orphans).
+func TestRunDirAndStateDirBelongToEachOther(t *testing.T) {
 	a, h := sandboxtest.NewBuilder(t, sandbox.Options{})
-	_, err := a.Prepare()
+	ctx := context.Background()
+	sb, err := a.Build(ctx, podConfig("web"))
 	require.NoError(t, err)
-	o := a.Options()
-	o.StateDir = filepath.Join(t.TempDir(), "other-state")
-	other, err := sandbox.NewBuilder(o)
-	require.NoError(t, err)
-	_, err = other.Prepare()
-	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-	var ce *sandbox.ConfigError
-	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, "Options.RunDir", ce.Problems[0].Field)
-	assert.Contains(t, err.Error(), "belongs to the state dir "+a.Options().StateDir)
 	before := tree(t, a, h)
-	_, err = other.Build(context.Background(), podConfig("web"))
-	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-	assert.Equal(t, before, tree(t, a, h))
-	assert.NoDirExists(t, o.StateDir, "nothing made")
 
-	// The same state dir again (a restart, a second process) is welcome.
+	foreignState := a.Options()
+	foreignState.StateDir = filepath.Join(t.TempDir(), "other-state")
+	foreignRun := a.Options()
+	foreignRun.RunDir = filepath.Join(t.TempDir(), "other-run")
+	for name, tc := range map[string]struct {
+		opts  sandbox.Options
+		field string
+	}{
+		"another state dir": {foreignState, "Options.RunDir"},
+		"another run dir":   {foreignRun, "Options.StateDir"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			other, err := sandbox.NewBuilder(tc.opts)
+			require.NoError(t, err)
+			check := func(err error) {
+				t.Helper()
+				require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+				var ce *sandbox.ConfigError
+				require.ErrorAs(t, err, &ce)
+				assert.Equal(t, tc.field, ce.Problems[0].Field)
+			}
+			_, err = other.Recover(ctx)
+			check(err)
+			check(other.Destroy(ctx, sb.ID))
+			_, err = other.List()
+			check(err)
+			_, err = other.Load(sb.ID)
+			check(err)
+			_, err = other.Prepare()
+			check(err)
+			_, err = other.Build(ctx, podConfig("web2"))
+			check(err)
+			assert.Equal(t, before, tree(t, a, h))
+		})
+	}
+	assert.NoDirExists(t, foreignState.StateDir, "nothing made")
+	assert.NoDirExists(t, foreignRun.RunDir, "nothing made")
+
+	// The same pair again (a restart, a second process) is welcome.
 	again, err := sandbox.NewBuilder(a.Options())
 	require.NoError(t, err)
-	_, err = again.Prepare()
+	_, err = again.Recover(ctx)
 	require.NoError(t, err)
+	require.NoError(t, again.Destroy(ctx, sb.ID))
+	assert.Empty(t, tree(t, a, h))
+
+	// Once the old run dir is gone (a reboot empties it), the state dir
+	// may move to another.
+	require.NoError(t, os.RemoveAll(a.Options().RunDir))
+	moved, err := sandbox.NewBuilder(foreignRun)
+	require.NoError(t, err)
+	_, err = moved.Prepare()
+	require.NoError(t, err)
+	claim, err := os.ReadFile(filepath.Join(foreignRun.StateDir, "run-dir"))
+	require.NoError(t, err)
+	assert.Equal(t, foreignRun.RunDir+"\n", string(claim))
+}
+
+// Builders of two state dirs racing to claim a fresh run dir: one state
+// dir gets it, every Builder of the other is refused.
+func TestRacingClaims(t *testing.T) {
+	base, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		o := base.Options()
+		o.RunDir, o.StateDir = run, filepath.Join(dir, fmt.Sprintf("state-%d", i%2))
+		b, err := sandbox.NewBuilder(o)
+		require.NoError(t, err)
+		wg.Go(func() { _, errs[i] = b.Prepare() })
+	}
+	wg.Wait()
+	claim, err := os.ReadFile(filepath.Join(run, "state-dir"))
+	require.NoError(t, err)
+	winner := strings.TrimSuffix(filepath.Base(string(claim)), "\n")
+	for i, err := range errs {
+		if fmt.Sprintf("state-%d", i%2) == winner {
+			assert.NoError(t, err, i)
+		} else {
+			assert.ErrorIs(t, err, sandbox.ErrInvalidConfig, i)
+		}
+	}
+}
+
+// A claim cut short by a crash (empty) claims nothing.
+func TestTornClaimIsReplaced(t *testing.T) {
+	first, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
+	o := first.Options()
+	require.NoError(t, os.MkdirAll(o.RunDir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(o.RunDir, "state-dir"), nil, 0o600))
+	b, err := sandbox.NewBuilder(o)
+	require.NoError(t, err)
+	_, err = b.Prepare()
+	require.NoError(t, err)
+	claim, err := os.ReadFile(filepath.Join(o.RunDir, "state-dir"))
+	require.NoError(t, err)
+	assert.Equal(t, o.StateDir+"\n", string(claim))
+	ents, err := os.ReadDir(o.RunDir)
+	require.NoError(t, err)
+	for _, e := range ents {
+		assert.False(t, strings.HasPrefix(e.Name(), ".claim-"), "temporary file %s left", e.Name())
+	}
 }
 
 func TestReleaseNetwork(t *testing.T) {

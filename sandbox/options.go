@@ -38,9 +38,12 @@ type Options struct {
 	// RunDir holds the bundles (config.json, resolv.conf, hostname, hosts,
 	// the shm mount point) and what a reboot may forget (journals and
 	// names of sandboxes not yet attached to a network); a tmpfs is best.
-	// Default /run/podsmith. It belongs to one StateDir: Prepare refuses a
-	// RunDir claimed by another (Recover would take the other's sandboxes
-	// for orphans of its own).
+	// Default /run/podsmith. A RunDir and a StateDir belong to each other
+	// (each holds a file naming the other): a Builder refuses, with
+	// ErrInvalidConfig, a RunDir of another StateDir or a StateDir in use
+	// with another RunDir, as Recover would take the other's sandboxes for
+	// orphans of its own. A StateDir may move to a new RunDir once the old
+	// one is gone (after a reboot, say).
 	RunDir string
 	// NetnsDir is where network namespaces are pinned. Default /run/netns
 	// (where `ip netns` looks).

@@ -38,6 +38,9 @@ type RecoverReport struct {
 // error and returns them all, joined.
 func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 	rep := &RecoverReport{}
+	if err := b.claim(true); err != nil {
+		return rep, err
+	}
 	var errs []error
 	ids, err := b.ids()
 	if err != nil {
@@ -61,9 +64,9 @@ func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-// busyWait is how long Recover waits for a journal another holds before it
-// leaves it alone: long enough for a Load's look at the lock (which takes
-// it for an instant), far shorter than any Build.
+// busyWait is how long Recover waits for a Build or Destroy in progress
+// before it leaves the sandbox alone (a Load's look at the lock is waited
+// out in any case; see journal.OpenKnown).
 const busyWait = 20 * time.Millisecond
 
 // recoverOne decides about one sandbox under its journal's lock, hardly

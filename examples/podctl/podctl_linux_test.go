@@ -85,9 +85,9 @@ func newEnv(t *testing.T, runtime string) *env {
 		}
 	}
 	t.Cleanup(func() { assert.NoError(t, testutil.RemoveCgroup(e.cgroupParent, e.cgroupParent)) })
-	// podctl's base directories, the network lock files and the run dir's
-	// claim stay (they are the node's, not a pod's); anything else left
-	// under root is a leak.
+	// podctl's base directories, the network lock files and the two dirs'
+	// claims on each other stay (they are the node's, not a pod's);
+	// anything else left under root is a leak.
 	var skeleton []string
 	for _, d := range []string{"state", "state/journals", "state/names", "state/cni", "state/cni/results", "run", "run/journals", "run/names",
 		"run/sandboxes", "run/podctl", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
@@ -96,7 +96,8 @@ func newEnv(t *testing.T, runtime string) *env {
 	e.lc = testutil.CheckLeaks(t, testutil.Leaks{
 		Roots:    []string{root},
 		NetnsDir: filepath.Join(root, "netns"),
-		Ignore: []string{filepath.Join(root, "state", "pause"), filepath.Join(root, "run", "state-dir"),
+		Ignore: []string{filepath.Join(root, "state", "pause"),
+			filepath.Join(root, "run", "state-dir"), filepath.Join(root, "state", "run-dir"),
 			filepath.Join(root, "state", "network.lock"), filepath.Join(root, "state", "network.gate")},
 		Skeleton: skeleton,
 	})
