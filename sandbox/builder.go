@@ -155,7 +155,7 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 		return b.rootfs, nil
 	}
 	o := b.opts
-	if err := b.claim(true); err != nil {
+	if err := b.claim(true, false); err != nil {
 		return nil, err
 	}
 	for _, d := range []struct {

@@ -772,32 +772,71 @@ func TestRunDirAndStateDirBelongToEachOther(t *testing.T) {
 	assert.Equal(t, foreignRun.RunDir+"\n", string(claim))
 }
 
-// Builders of two state dirs racing to claim a fresh run dir: one state
-// dir gets it, every Builder of the other is refused.
+// Builders racing to claim fresh dirs: two state dirs on one run dir, or
+// one state dir with two run dirs. One pair wins; every Builder of the
+// other is refused. Repeated, as the race is between processes' steps.
 func TestRacingClaims(t *testing.T) {
 	base, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
-	dir := t.TempDir()
-	run := filepath.Join(dir, "run")
-	var wg sync.WaitGroup
-	errs := make([]error, 8)
-	for i := range errs {
-		o := base.Options()
-		o.RunDir, o.StateDir = run, filepath.Join(dir, fmt.Sprintf("state-%d", i%2))
-		b, err := sandbox.NewBuilder(o)
-		require.NoError(t, err)
-		wg.Go(func() { _, errs[i] = b.Prepare() })
+	for _, shared := range []string{"run", "state"} {
+		t.Run("shared "+shared, func(t *testing.T) {
+			for range 50 {
+				dir := t.TempDir()
+				var wg sync.WaitGroup
+				errs := make([]error, 6)
+				for i := range errs {
+					o := base.Options()
+					o.RunDir, o.StateDir = filepath.Join(dir, "run"), filepath.Join(dir, "state")
+					if shared == "run" {
+						o.StateDir += fmt.Sprint(i % 2)
+					} else {
+						o.RunDir += fmt.Sprint(i % 2)
+					}
+					b, err := sandbox.NewBuilder(o)
+					require.NoError(t, err)
+					wg.Go(func() { _, errs[i] = b.Prepare() })
+				}
+				wg.Wait()
+				var won [2]int
+				for i, err := range errs {
+					if err == nil {
+						won[i%2]++
+					} else {
+						require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+					}
+				}
+				require.Contains(t, [][2]int{{3, 0}, {0, 3}}, won, "one side wins whole")
+			}
+		})
 	}
-	wg.Wait()
-	claim, err := os.ReadFile(filepath.Join(run, "state-dir"))
+}
+
+// One directory named two ways (a symlink, as /var/run to /run) is one
+// directory: not another Builder's.
+func TestClaimsSeeThroughSymlinks(t *testing.T) {
+	a, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
+	o := a.Options()
+	alias := filepath.Join(t.TempDir(), "run-alias")
+	require.NoError(t, os.Symlink(o.RunDir, alias))
+	o.RunDir = alias
+	b, err := sandbox.NewBuilder(o)
 	require.NoError(t, err)
-	winner := strings.TrimSuffix(filepath.Base(string(claim)), "\n")
-	for i, err := range errs {
-		if fmt.Sprintf("state-%d", i%2) == winner {
-			assert.NoError(t, err, i)
-		} else {
-			assert.ErrorIs(t, err, sandbox.ErrInvalidConfig, i)
-		}
-	}
+	_, err = b.Recover(context.Background())
+	require.NoError(t, err)
+	_, err = b.Prepare()
+	require.NoError(t, err)
+}
+
+// Recover looks at the claims afresh: a run dir emptied and taken by
+// another state dir while this Builder ran is refused to it.
+func TestRecoverRechecksTheClaims(t *testing.T) {
+	a, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
+	ctx := context.Background()
+	_, err := a.Recover(ctx)
+	require.NoError(t, err)
+	o := a.Options()
+	require.NoError(t, os.WriteFile(filepath.Join(o.RunDir, "state-dir"), []byte("/elsewhere\n"), 0o600))
+	_, err = a.Recover(ctx)
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
 }
 
 // A claim cut short by a crash (empty) claims nothing.

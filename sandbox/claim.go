@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podsmith/podsmith/internal/atomicfile"
 )
 
@@ -23,70 +25,119 @@ const (
 )
 
 // claim checks that the Builder's run dir and state dir belong to each
-// other, and with write set makes them so (creating the run dir): every
+// other, and with write set makes them so (creating the dirs): every
 // operation that changes either dir calls it with write set first; those
 // that only read call it without. A state dir's claim on another run dir
 // lapses when that run dir no longer claims it (a reboot emptied it, or
-// it was removed), so moving the run dir between boots works.
-func (b *Builder) claim(write bool) error {
+// it was removed), so moving the run dir between boots works. Once both
+// claims are seen to be this Builder's, later calls cost nothing; fresh
+// looks again (Recover, which sweeps, does).
+func (b *Builder) claim(write, fresh bool) error {
 	b.claimMu.Lock()
 	defer b.claimMu.Unlock()
-	if b.claimed {
+	if b.claimed && !fresh {
 		return nil
 	}
-	o := b.opts
-	runClaim, stateClaim := filepath.Join(o.RunDir, runDirClaim), filepath.Join(o.StateDir, stateDirClaim)
-	for {
-		owner, err := readClaim(runClaim)
-		if err != nil {
+	b.claimed = false
+	owner, runDir, err := b.readClaims()
+	if err != nil || !write || owner != "" && runDir != "" {
+		b.claimed = err == nil && owner != "" && runDir != ""
+		return err // a foreign claim refused before anything is made
+	}
+	// Writers hold both directories' flocks, the run dir's first: their
+	// look and their write are one step for every Builder of either dir,
+	// in any process.
+	unlock, err := lockDirs(b.opts.RunDir, b.opts.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if owner, runDir, err = b.readClaims(); err != nil {
+		return err
+	}
+	if owner == "" {
+		if err := writeClaim(filepath.Join(b.opts.RunDir, runDirClaim), b.opts.StateDir); err != nil {
 			return err
-		}
-		if owner != "" && owner != o.StateDir {
-			return optionError("RunDir", fmt.Sprintf("%s belongs to the state dir %s, not %s: give each state dir its own run dir",
-				o.RunDir, owner, o.StateDir))
-		}
-		runDir, err := readClaim(stateClaim)
-		if err != nil {
-			return err
-		}
-		if runDir != "" && runDir != o.RunDir {
-			back, err := readClaim(filepath.Join(runDir, runDirClaim))
-			if err != nil {
-				return err
-			}
-			if back == o.StateDir {
-				return optionError("StateDir", fmt.Sprintf("%s is in use with the run dir %s, not %s: Builders of one state dir share its run dir",
-					o.StateDir, runDir, o.RunDir))
-			}
-		}
-		if owner == o.StateDir && runDir == o.RunDir {
-			b.claimed = true
-			return nil
-		}
-		if !write {
-			return nil // unclaimed: nothing of anyone's is there yet
-		}
-		if owner == "" {
-			if err := os.MkdirAll(o.RunDir, 0o700); err != nil {
-				return fmt.Errorf("sandbox: %w", err)
-			}
-			err := writeClaim(runClaim, o.StateDir, false)
-			if errors.Is(err, fs.ErrExist) {
-				continue // another claimed it meanwhile: look again
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if runDir != o.RunDir {
-			if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
-				return fmt.Errorf("sandbox: %w", err)
-			}
-			if err := writeClaim(stateClaim, o.RunDir, true); err != nil {
-				return err
-			}
 		}
 	}
+	if runDir == "" {
+		if err := writeClaim(filepath.Join(b.opts.StateDir, stateDirClaim), b.opts.RunDir); err != nil {
+			return err
+		}
+	}
+	b.claimed = true
+	return nil
+}
+
+// readClaims returns the run dir's claim and the state dir's, "" for
+// one not made (or lapsed), or an error for one of another Builder's.
+func (b *Builder) readClaims() (owner, runDir string, err error) {
+	o := b.opts
+	owner, err = readClaim(filepath.Join(o.RunDir, runDirClaim))
+	if err != nil {
+		return "", "", err
+	}
+	if owner != "" && !sameDir(owner, o.StateDir) {
+		return "", "", optionError("RunDir", fmt.Sprintf("%s belongs to the state dir %s, not %s: give each state dir its own run dir",
+			o.RunDir, owner, o.StateDir))
+	}
+	runDir, err = readClaim(filepath.Join(o.StateDir, stateDirClaim))
+	if err != nil {
+		return "", "", err
+	}
+	if runDir != "" && !sameDir(runDir, o.RunDir) {
+		back, err := readClaim(filepath.Join(runDir, runDirClaim))
+		if err != nil {
+			return "", "", err
+		}
+		if back != "" && sameDir(back, o.StateDir) {
+			return "", "", optionError("StateDir", fmt.Sprintf("%s is in use with the run dir %s, not %s: Builders of one state dir share its run dir",
+				o.StateDir, runDir, o.RunDir))
+		}
+		runDir = "" // lapsed
+	}
+	return owner, runDir, nil
+}
+
+// lockDirs creates the directories and takes an exclusive flock on each,
+// in order, and returns their release.
+func lockDirs(dirs ...string) (func(), error) {
+	var held []*os.File
+	unlock := func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			unlock()
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		f, err := os.Open(d)
+		if err == nil {
+			held = append(held, f)
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		}
+		if err != nil {
+			unlock()
+			return nil, fmt.Errorf("sandbox: lock %s: %w", d, err)
+		}
+	}
+	return unlock, nil
+}
+
+// sameDir reports whether two paths name one directory: the same string,
+// or (through symlinks, as /var/run and /run) the same inode.
+func sameDir(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
 }
 
 // readClaim returns the directory a claim file names, "" if there is none
@@ -107,16 +158,15 @@ func readClaim(path string) (string, error) {
 }
 
 // writeClaim writes a claim file naming dir, whole and durably: to a
-// temporary file, fsynced, then renamed over path (replace) or linked at
-// path (fs.ErrExist if a claim is there; one cut short is replaced).
-func writeClaim(path, dir string, replace bool) error {
+// temporary file, fsynced, renamed over path, the directory fsynced. The
+// caller holds the directory's lock.
+func writeClaim(path, dir string) error {
 	parent := filepath.Dir(path)
 	sweepClaimTemps(parent)
 	tmp, err := os.CreateTemp(parent, ".claim-")
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	defer os.Remove(tmp.Name())
 	_, err = tmp.WriteString(dir + "\n")
 	if err == nil {
 		err = tmp.Sync()
@@ -125,21 +175,13 @@ func writeClaim(path, dir string, replace bool) error {
 		err = cerr
 	}
 	if err == nil {
-		if replace {
-			err = os.Rename(tmp.Name(), path)
-		} else if err = os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
-			if cur, rerr := readClaim(path); rerr == nil && cur == "" {
-				err = os.Rename(tmp.Name(), path) // a torn claim
-			}
-		}
-	}
-	if errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	if err == nil {
-		err = atomicfile.SyncDir(parent)
+		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("sandbox: claim %s: %w", parent, err)
+	}
+	if err := atomicfile.SyncDir(parent); err != nil {
 		return fmt.Errorf("sandbox: claim %s: %w", parent, err)
 	}
 	return nil

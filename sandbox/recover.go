@@ -38,7 +38,9 @@ type RecoverReport struct {
 // error and returns them all, joined.
 func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 	rep := &RecoverReport{}
-	if err := b.claim(true); err != nil {
+	// Looked at afresh: Recover sweeps, and a claim seen at start-up may
+	// have gone since (a run dir emptied under a running process).
+	if err := b.claim(true, true); err != nil {
 		return rep, err
 	}
 	var errs []error

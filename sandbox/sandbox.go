@@ -75,7 +75,7 @@ func (b *Builder) Load(id string) (*Sandbox, error) {
 	if !isID(id) {
 		return nil, fmt.Errorf("%w: %q is not a sandbox ID", ErrNotFound, truncate(id))
 	}
-	if err := b.claim(false); err != nil {
+	if err := b.claim(false, false); err != nil {
 		return nil, err
 	}
 	// A journal can move (to the state dir) or go (destroyed) between
@@ -187,7 +187,7 @@ func (b *Builder) alive(id string) bool { return isID(id) && b.findJournal(id) !
 
 // ids returns the IDs of every sandbox with a journal, sorted.
 func (b *Builder) ids() ([]string, error) {
-	if err := b.claim(false); err != nil {
+	if err := b.claim(false, false); err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}
@@ -238,7 +238,7 @@ func (b *Builder) List() ([]*Sandbox, error) {
 // LookupName returns the sandbox holding a name
 // (k8s_<name>_<namespace>_<uid>_<attempt>); ErrNotFound if none.
 func (b *Builder) LookupName(name string) (*Sandbox, error) {
-	if err := b.claim(false); err != nil {
+	if err := b.claim(false, false); err != nil {
 		return nil, err
 	}
 	for _, link := range []string{b.volatileName(name), b.durableName(name)} {
@@ -307,7 +307,7 @@ func (b *Builder) destroy(ctx context.Context, id string, known journal.Snapshot
 	if !isID(id) {
 		return fmt.Errorf("%w: %q is not a sandbox ID", ErrNotFound, truncate(id))
 	}
-	if err := b.claim(true); err != nil {
+	if err := b.claim(true, false); err != nil {
 		return err
 	}
 	// Waiting for a Build in progress changes nothing: ctx may end it.
@@ -481,7 +481,7 @@ func (b *Builder) CollectNetwork(ctx context.Context) error {
 // on a context of its own.
 func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 	b := s.b
-	if err := b.claim(true); err != nil {
+	if err := b.claim(true, false); err != nil {
 		return err
 	}
 	j, err := b.openJournal(ctx, s.ID, s.journal)

@@ -164,14 +164,19 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 // the binary, if it differs, replaced by rename (a pause process running
 // the old file keeps it).
 func repair(root string, binary []byte) (err error) {
-	// Modes are changed only on what Lstat says is a directory: chmod
-	// follows symlinks, and a link planted here must not open up (or
-	// close) what it points at.
+	// Modes are changed only on directories opened without following a
+	// symlink (fchmod on what was opened): a link planted here must not
+	// open up (or close) what it points at.
 	chmodDir := func(p string, mode os.FileMode) error {
-		if st, err := os.Lstat(p); err != nil || !st.IsDir() {
+		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, fs.ErrNotExist) {
+			return nil // not a directory: replaced below, or already
+		}
+		if err != nil {
 			return err
 		}
-		return os.Chmod(p, mode)
+		defer f.Close()
+		return f.Chmod(mode)
 	}
 	if err := chmodDir(root, 0o755); err != nil {
 		return err
@@ -184,7 +189,7 @@ func repair(root string, binary []byte) (err error) {
 		}
 	}()
 	tmp := filepath.Join(root, pauseTemp)
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.RemoveAll(tmp); err != nil {
 		return err // left by a repair that crashed
 	}
 	for _, d := range mountPointDirs {

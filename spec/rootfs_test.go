@@ -253,6 +253,9 @@ func TestPreparePauseRootfsRepairsABrokenOne(t *testing.T) {
 		"a repair cut short": func(root string) {
 			require.NoError(t, os.WriteFile(filepath.Join(root, ".pause.tmp"), []byte("half"), 0o755))
 		},
+		"a directory where repair writes": func(root string) {
+			require.NoError(t, os.MkdirAll(filepath.Join(root, ".pause.tmp", "x"), 0o755))
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "rootfs")

@@ -320,6 +320,25 @@ func TestMoveToFailedRename(t *testing.T) {
 	}
 }
 
+// A move whose old copy will not go is still a move: the new file is the
+// journal, and the old one is left for the sandbox package to sweep.
+func TestMoveToKeepsGoingWhenTheOldCopyStays(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	j, err := Create(from, Record{Op: "begin"})
+	require.NoError(t, err)
+	defer j.Close()
+	// Something the remove cannot take in the old file's place.
+	require.NoError(t, os.Rename(from, filepath.Join(dir, "aside")))
+	require.NoError(t, os.MkdirAll(filepath.Join(from, "x"), 0o700))
+	require.NoError(t, j.MoveTo(to, Record{Op: "moved"}))
+	assert.Equal(t, to, j.Path())
+	_, err = j.Append(Record{Op: "after"}, true)
+	require.NoError(t, err)
+	assert.True(t, Locked(to))
+	assert.DirExists(t, from)
+}
+
 func TestStaleTemp(t *testing.T) {
 	dir := t.TempDir()
 	// A process that is gone.
