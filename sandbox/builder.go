@@ -598,7 +598,9 @@ func (bl *build) spec(context.Context) error {
 		}
 		p.Spec.Annotations[spec.AnnotationIP] = strings.Join(ips, ",")
 	}
-	if err := spec.Save(p.BundleDir, p.Spec, spec.SaveOptions{}); err != nil {
+	// The bundle is this Build's alone until it returns: config.json is
+	// written in place (a crash's half file goes with the bundle).
+	if err := spec.Save(p.BundleDir, p.Spec, spec.SaveOptions{New: true}); err != nil {
 		return err
 	}
 	timings := append(bl.timings[:len(bl.timings):len(bl.timings)], StepTiming{Step: StepSpec, Duration: time.Since(bl.t0)})

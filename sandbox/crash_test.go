@@ -41,16 +41,28 @@ func TestMain(m *testing.M) {
 
 // crashPoints are where the child dies: before a step starts
 // ("step:<step>"), as a host operation begins ("op:<kind>") or right after
-// it succeeded ("done:<kind>"), or after the Build returned ("built").
+// it succeeded ("done:<kind>"), after the Build returned ("built"), or in
+// the Destroy that follows, as an undo begins or right after it succeeded
+// ("op:<undo>", "done:<undo>").
 func crashPoints() []string {
 	var pts []string
 	for _, s := range sandbox.Steps() {
 		pts = append(pts, "step:"+string(s))
 	}
-	for _, op := range []string{"bind", "mount-shm", "netns-create", "attach"} {
+	for _, op := range []string{"bind", "mount-shm", "netns-create", "attach", "netns-remove", "unmount", "detach"} {
 		pts = append(pts, "op:"+op, "done:"+op)
 	}
 	return append(pts, "built")
+}
+
+// inDestroy reports whether a crash point is in the Destroy.
+func inDestroy(at string) bool {
+	for _, op := range []string{"netns-remove", "unmount", "detach"} {
+		if at == "op:"+op || at == "done:"+op {
+			return true
+		}
+	}
+	return false
 }
 
 func die() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} }
@@ -93,6 +105,18 @@ func (d dyingMounter) MountShm(path string, size int64, label string) error {
 
 func (d dyingMounter) BindReadOnly(src, dst string) error {
 	return around(d.at, "bind", func() error { return d.Mounter.BindReadOnly(src, dst) })
+}
+
+func (d dyingNetNS) Remove(path string) error {
+	return around(d.at, "netns-remove", func() error { return d.NetNSManager.Remove(path) })
+}
+
+func (d dyingMounter) Unmount(path string) error {
+	return around(d.at, "unmount", func() error { return d.Mounter.Unmount(path) })
+}
+
+func (d dyingNetwork) Detach(ctx context.Context, a *sandbox.Attachment) error {
+	return around(d.at, "detach", func() error { return d.Network.Detach(ctx, a) })
 }
 
 func (d dyingNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (r *sandbox.AttachResult, err error) {
@@ -145,11 +169,17 @@ func crashChild(dir, at string) {
 	if err != nil {
 		fail(err)
 	}
-	if _, err := b.Build(context.Background(), podConfig("crash")); err != nil {
+	sb, err := b.Build(context.Background(), podConfig("crash"))
+	if err != nil {
 		fail(err)
 	}
 	if at == "built" {
 		die()
+	}
+	if inDestroy(at) {
+		if err := sb.Destroy(context.Background()); err != nil {
+			fail(err)
+		}
 	}
 	os.Exit(3) // the crash point was never reached
 }
@@ -178,6 +208,9 @@ func TestRecoverAfterCrash(t *testing.T) {
 			wantState := sandbox.StateNeedsCleanup
 			if at == "built" {
 				wantState = sandbox.StateBuilt
+			}
+			if at != "step:validate" && at != "step:reserve" {
+				require.Len(t, list, 1, "the journal outlives the crash")
 			}
 			for _, sb := range list {
 				assert.Equal(t, wantState, sb.State)

@@ -283,10 +283,11 @@ func TestNetworkAfterAReboot(t *testing.T) {
 	assert.Empty(t, f.lc.Leaked())
 }
 
-// TestNetworkRecoverAfterACrashInAttach kills a building child process just
-// before and just after its CNI ADD; Recover's DEL releases the address.
-func TestNetworkRecoverAfterACrashInAttach(t *testing.T) {
-	for _, at := range []string{"op:attach", "done:attach", "step:spec"} {
+// TestNetworkRecoverAfterACrash kills a child process just before and
+// just after its CNI ADD, and just before and after the DEL of its
+// Destroy; Recover's DEL releases the address.
+func TestNetworkRecoverAfterACrash(t *testing.T) {
+	for _, at := range []string{"op:attach", "done:attach", "step:spec", "op:detach", "done:detach"} {
 		t.Run(at, func(t *testing.T) {
 			f := newNetFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 			o := f.b.Options()

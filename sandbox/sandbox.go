@@ -362,11 +362,12 @@ func (b *Builder) openJournal(ctx context.Context, id string, known journal.Snap
 	}
 }
 
-// replay undoes, newest first, every undo record of j not yet undone,
-// marking each one done as it goes. When everything is undone it removes
-// the journal (and a copy a crashed move left in the run dir).
+// replay undoes, newest first, every undo record of j not yet undone.
+// When everything is undone it removes the journal (and a copy a crashed
+// move left in the run dir); otherwise it marks what was undone, so the
+// sandbox shows what is left.
 func (b *Builder) replay(ctx context.Context, id string, j *journal.Journal) error {
-	if err := b.undoAll(ctx, j, isUndo); err != nil {
+	if err := b.undoAll(ctx, j, isUndo, true); err != nil {
 		return err
 	}
 	if err := j.Remove(); err != nil {
@@ -382,11 +383,18 @@ func (b *Builder) replay(ctx context.Context, id string, j *journal.Journal) err
 
 // undoAll undoes, newest first, the records of j that match and are not
 // undone yet; every undo runs even when one fails, and the errors are
-// joined.
-func (b *Builder) undoAll(ctx context.Context, j *journal.Journal, match func(op string) bool) error {
+// joined. The undone records are then appended in one write, unless all
+// went well and final says the caller removes the journal next.
+//
+// Nothing is marked while the undos run: were the process to die among
+// them, its journal says "destroying" (or holds no "built"), and Recover
+// or the next Destroy runs every undo again, each of which takes "already
+// undone" for success.
+func (b *Builder) undoAll(ctx context.Context, j *journal.Journal, match func(op string) bool, final bool) error {
 	recs := j.Records()
 	undone := undoneSet(recs)
 	var errs []error
+	var done []journal.Record
 	for i := len(recs) - 1; i >= 0; i-- {
 		r := recs[i]
 		if !isUndo(r.Op) || !match(r.Op) || undone[r.Seq] {
@@ -396,7 +404,10 @@ func (b *Builder) undoAll(ctx context.Context, j *journal.Journal, match func(op
 			errs = append(errs, fmt.Errorf("undo %s %s: %w", r.Op, r.Path, err))
 			continue
 		}
-		if _, err := j.Append(journal.Record{Op: opUndone, Ref: r.Seq}, false); err != nil {
+		done = append(done, journal.Record{Op: opUndone, Ref: r.Seq})
+	}
+	if len(done) > 0 && (len(errs) > 0 || !final) {
+		if _, err := j.AppendAll(done, false); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -494,7 +505,7 @@ func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 	defer j.Close()
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
 	defer cancel()
-	if err := b.undoAll(uctx, j, func(op string) bool { return op == opDetach }); err != nil {
+	if err := b.undoAll(uctx, j, func(op string) bool { return op == opDetach }, false); err != nil {
 		return fmt.Errorf("sandbox %s: release network: %w", shortID(s.ID), err)
 	}
 	s.IPs = nil

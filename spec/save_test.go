@@ -37,10 +37,10 @@ func fullSpec(t testing.TB) *Spec {
 }
 
 func TestSaveLoadRoundTrip(t *testing.T) {
-	for _, sync := range []bool{false, true} {
+	for _, opts := range []SaveOptions{{}, {Sync: true}, {New: true}, {New: true, Sync: true}} {
 		dir := t.TempDir()
 		s := fullSpec(t)
-		require.NoError(t, Save(dir, s, SaveOptions{Sync: sync}))
+		require.NoError(t, Save(dir, s, opts))
 		got, err := Load(dir)
 		require.NoError(t, err)
 		// Equal as JSON: runtime-tools' profile holds empty (non-nil) args
@@ -70,6 +70,22 @@ func TestSaveErrors(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o644))
 	require.ErrorIs(t, Save(file, fullSpec(t), SaveOptions{}), syscall.ENOTDIR)
+}
+
+// With New, an existing config.json is an error, and stays as it was;
+// without, it is replaced.
+func TestSaveNew(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ConfigFile)
+	require.NoError(t, os.WriteFile(p, []byte("{}"), 0o600))
+	require.ErrorIs(t, Save(dir, fullSpec(t), SaveOptions{New: true}), fs.ErrExist)
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(data))
+	require.NoError(t, Save(dir, fullSpec(t), SaveOptions{}))
+	_, err = Load(dir)
+	require.NoError(t, err)
+	require.ErrorIs(t, Save(filepath.Join(dir, "missing"), fullSpec(t), SaveOptions{New: true}), fs.ErrNotExist)
 }
 
 func TestLoadErrors(t *testing.T) {

@@ -441,34 +441,43 @@ func (j *Journal) Path() string { return j.path }
 // is fsynced, and so, once, is the directory holding the journal. A failed
 // write is cut off, so the journal stays readable.
 func (j *Journal) Append(r Record, durable bool) (Record, error) {
+	recs, err := j.AppendAll([]Record{r}, durable)
+	if len(recs) == 1 {
+		r = recs[0]
+	}
+	return r, err
+}
+
+// AppendAll is Append for several records, in one write: all of them are
+// in the journal afterwards, or none.
+func (j *Journal) AppendAll(rs []Record, durable bool) ([]Record, error) {
 	if j.broken != nil {
-		return r, fmt.Errorf("journal: %s is unwritable: %w", j.path, j.broken)
+		return nil, fmt.Errorf("journal: %s is unwritable: %w", j.path, j.broken)
 	}
-	recs, b, err := encode([]Record{r}, len(j.records)+1)
+	recs, b, err := encode(rs, len(j.records)+1)
 	if err != nil {
-		return r, err
+		return nil, err
 	}
-	r = recs[0]
 	if _, err := j.f.Write(b); err != nil {
 		if terr := j.f.Truncate(j.size); terr != nil {
 			j.broken = terr
 		}
-		return r, fmt.Errorf("journal: append to %s: %w", j.path, err)
+		return recs, fmt.Errorf("journal: append to %s: %w", j.path, err)
 	}
 	j.size += int64(len(b))
-	j.records = append(j.records, r)
+	j.records = append(j.records, recs...)
 	if durable {
 		if err := j.f.Sync(); err != nil {
-			return r, fmt.Errorf("journal: sync %s: %w", j.path, err)
+			return recs, fmt.Errorf("journal: sync %s: %w", j.path, err)
 		}
 		if !j.synced {
 			if err := atomicfile.SyncDir(filepath.Dir(j.path)); err != nil {
-				return r, fmt.Errorf("journal: %w", err)
+				return recs, fmt.Errorf("journal: %w", err)
 			}
 			j.synced = true
 		}
 	}
-	return r, nil
+	return recs, nil
 }
 
 // MoveTo moves the journal to path, durably, appending the extra records
