@@ -413,7 +413,7 @@ func (b *Builder) nameOwner(link string) (string, error) {
 	if b.alive(owner) {
 		return owner, nil
 	}
-	if err := removeLinkTo(link, owner); err != nil {
+	if _, err := removeLinkTo(link, owner); err != nil {
 		return "", err
 	}
 	return "", nil
@@ -423,25 +423,29 @@ func (b *Builder) nameOwner(link string) (string, error) {
 // the removal happen under a lock on the names directory, so that two
 // removers of one stale link cannot take turns and remove a fresh one
 // made in between. (Making a link needs no lock: symlink(2) is atomic.)
-func removeLinkTo(link, id string) error {
+// It reports whether it removed the link.
+func removeLinkTo(link, id string) (bool, error) {
 	d, err := os.Open(filepath.Dir(link))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer d.Close()
 	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
-		return err
+		return false, err
 	}
 	if cur, err := os.Readlink(link); err != nil || cur != id {
-		return nil // gone, or another sandbox's now
+		return false, nil // gone, or another sandbox's now
 	}
-	if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	if err := os.Remove(link); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
 	}
-	return nil
+	return true, nil
 }
 
 func (bl *build) dirs(context.Context) error {

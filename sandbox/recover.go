@@ -140,11 +140,14 @@ func (b *Builder) sweepOrphans() ([]string, error) {
 			if err != nil || b.alive(owner) {
 				continue
 			}
-			if err := removeLinkTo(link, owner); err != nil {
+			gone, err := removeLinkTo(link, owner)
+			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			removed = append(removed, link)
+			if gone {
+				removed = append(removed, link)
+			}
 		}
 	}
 	// A journal left in the run dir by a crash while it moved to the state
@@ -171,8 +174,11 @@ func (b *Builder) sweepOrphans() ([]string, error) {
 			default:
 				continue
 			}
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
+			// Gone already: its own builder removed it (the end of a move).
+			if err := os.Remove(p); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					errs = append(errs, err)
+				}
 				continue
 			}
 			removed = append(removed, p)
@@ -181,10 +187,12 @@ func (b *Builder) sweepOrphans() ([]string, error) {
 	bundles := filepath.Join(b.opts.RunDir, "sandboxes")
 	if ents, err := os.ReadDir(bundles); err == nil {
 		for _, e := range ents {
-			if !isID(e.Name()) || b.alive(e.Name()) {
+			dir := filepath.Join(bundles, e.Name())
+			// A Destroy removes the bundle before the journal: one seen
+			// without a journal that is gone already was its, not a leak.
+			if !isID(e.Name()) || b.alive(e.Name()) || !exists(dir) {
 				continue
 			}
-			dir := filepath.Join(bundles, e.Name())
 			err := errors.Join(
 				b.opts.Mounter.Unmount(filepath.Join(dir, "rootfs")),
 				b.opts.Mounter.Unmount(filepath.Join(dir, "shm")),
@@ -202,10 +210,10 @@ func (b *Builder) sweepOrphans() ([]string, error) {
 	if ents, err := os.ReadDir(b.opts.NetnsDir); err == nil {
 		for _, e := range ents {
 			id, ok := strings.CutPrefix(e.Name(), b.netnsName(""))
-			if !ok || !isID(id) || b.alive(id) {
-				continue
-			}
 			pin := filepath.Join(b.opts.NetnsDir, e.Name())
+			if !ok || !isID(id) || b.alive(id) || !exists(pin) {
+				continue // (as for bundles)
+			}
 			if err := b.opts.NetNS.Remove(pin); err != nil {
 				errs = append(errs, err)
 				continue

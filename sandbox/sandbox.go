@@ -518,7 +518,8 @@ func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 	switch r.Op {
 	case opReleaseName:
-		return removeLinkTo(r.Path, r.Name)
+		_, err := removeLinkTo(r.Path, r.Name)
+		return err
 	case opReleaseLabel:
 		b.releaseHeldLabel(r.Name)
 		return nil
