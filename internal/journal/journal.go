@@ -79,7 +79,8 @@ var (
 	// ErrGone is returned by Open for a journal that was moved or removed
 	// while Open waited for its lock. It matches fs.ErrNotExist.
 	ErrGone = fmt.Errorf("journal: moved or removed: %w", fs.ErrNotExist)
-	// ErrLocked is returned by TryOpen for a journal another holds.
+	// ErrLocked says another holds a journal's lock (for callers that
+	// would not wait for it, as the sandbox package's Recover).
 	ErrLocked = errors.New("journal: locked")
 )
 
@@ -249,22 +250,6 @@ type Snapshot struct {
 // Snapshot returns what j holds now, for a later OpenKnown.
 func (j *Journal) Snapshot() Snapshot {
 	return Snapshot{Path: j.path, Size: j.size, Records: slices.Clip(j.records)}
-}
-
-// TryOpen is Open without waiting: ErrLocked if another holds the lock.
-func TryOpen(path string) (*Journal, error) {
-	f, err := openFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("journal: %s: %w", path, ErrLocked)
-		}
-		return nil, fmt.Errorf("journal: lock %s: %w", path, err)
-	}
-	return finishOpen(f, path, Snapshot{})
 }
 
 // OpenKnown is Open for a journal whose content the caller may already
