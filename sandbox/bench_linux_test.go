@@ -66,6 +66,12 @@ func (l *latencies) report(b *testing.B) {
 	}
 }
 
+// onGoroutines runs bench as sub-benchmarks on 1 goroutine and on 4.
+func onGoroutines(b *testing.B, bench func(b *testing.B, parallel bool)) {
+	b.Run("goroutines=1", func(b *testing.B) { bench(b, false) })
+	b.Run("goroutines=4", func(b *testing.B) { bench(b, true) })
+}
+
 // measure runs op b.N times on one goroutine, or on 4 with parallel.
 func measure(b *testing.B, parallel bool, op func(i int64) error) {
 	var lat latencies
@@ -103,78 +109,72 @@ func measure(b *testing.B, parallel bool, op func(i int64) error) {
 // does one of each, in turn, so that both see the same machine (a shared
 // VM's speed drifts between runs); it reports both medians and their ratio.
 func BenchmarkBuildDestroy(b *testing.B) {
-	for _, parallel := range []bool{false, true} {
-		g := "1"
-		if parallel {
-			g = "4"
-		}
-		b.Run("goroutines="+g, func(b *testing.B) {
-			root := benchRoot(b)
-			run := filepath.Join(root, "run")
-			pins := filepath.Join(root, "netns")
-			floor := func(i int64) error {
-				name := fmt.Sprintf("floor-%d", i)
-				dir := filepath.Join(run, name)
-				ns, err := netns.New(pins, name)
-				if err != nil {
-					return err
-				}
-				if err := os.Mkdir(dir, 0o700); err != nil {
-					return err
-				}
-				shm := filepath.Join(dir, "shm")
-				if err := os.Mkdir(shm, 0o700); err != nil {
-					return err
-				}
-				if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=67108864"); err != nil {
-					return err
-				}
-				for _, f := range []string{"resolv.conf", "hostname", "hosts"} {
-					if err := os.WriteFile(filepath.Join(dir, f), []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
-						return err
-					}
-				}
-				if err := unix.Unmount(shm, unix.MNT_DETACH); err != nil {
-					return err
-				}
-				if err := os.RemoveAll(dir); err != nil {
-					return err
-				}
-				return ns.Remove()
-			}
-			opts, err := realOptionsAt(root, sandbox.Options{})
-			require.NoError(b, err)
-			bl, err := sandbox.NewBuilder(opts)
-			require.NoError(b, err)
-			_, err = bl.Prepare()
-			require.NoError(b, err)
-			ctx := context.Background()
-			builder := func(i int64) error {
-				sb, err := bl.Build(ctx, podConfig(fmt.Sprintf("pod-%d", i)))
-				if err != nil {
-					return err
-				}
-				return sb.Destroy(ctx)
-			}
-			var fl, bd latencies
-			measure(b, parallel, func(i int64) error {
-				t0 := time.Now()
-				if err := floor(i); err != nil {
-					return err
-				}
-				t1 := time.Now()
-				err := builder(i)
-				fl.add(t1.Sub(t0))
-				bd.add(time.Since(t1))
+	onGoroutines(b, func(b *testing.B, parallel bool) {
+		root := benchRoot(b)
+		run := filepath.Join(root, "run")
+		pins := filepath.Join(root, "netns")
+		floor := func(i int64) error {
+			name := fmt.Sprintf("floor-%d", i)
+			dir := filepath.Join(run, name)
+			ns, err := netns.New(pins, name)
+			if err != nil {
 				return err
-			})
-			f50, b50 := fl.p50(), bd.p50()
-			b.ReportMetric(float64(f50.Microseconds()), "floor-p50-µs")
-			b.ReportMetric(float64(b50.Microseconds()), "builder-p50-µs")
-			b.ReportMetric(float64(bd.p99().Microseconds()), "builder-p99-µs")
-			b.ReportMetric(float64(b50)/float64(f50), "builder/floor")
+			}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				return err
+			}
+			shm := filepath.Join(dir, "shm")
+			if err := os.Mkdir(shm, 0o700); err != nil {
+				return err
+			}
+			if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=67108864"); err != nil {
+				return err
+			}
+			for _, f := range []string{"resolv.conf", "hostname", "hosts"} {
+				if err := os.WriteFile(filepath.Join(dir, f), []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
+					return err
+				}
+			}
+			if err := unix.Unmount(shm, unix.MNT_DETACH); err != nil {
+				return err
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				return err
+			}
+			return ns.Remove()
+		}
+		opts, err := realOptionsAt(root, sandbox.Options{})
+		require.NoError(b, err)
+		bl, err := sandbox.NewBuilder(opts)
+		require.NoError(b, err)
+		_, err = bl.Prepare()
+		require.NoError(b, err)
+		ctx := context.Background()
+		builder := func(i int64) error {
+			sb, err := bl.Build(ctx, podConfig(fmt.Sprintf("pod-%d", i)))
+			if err != nil {
+				return err
+			}
+			return sb.Destroy(ctx)
+		}
+		var fl, bd latencies
+		measure(b, parallel, func(i int64) error {
+			t0 := time.Now()
+			if err := floor(i); err != nil {
+				return err
+			}
+			t1 := time.Now()
+			err := builder(i)
+			fl.add(t1.Sub(t0))
+			bd.add(time.Since(t1))
+			return err
 		})
-	}
+		f50, b50 := fl.p50(), bd.p50()
+		b.ReportMetric(float64(f50.Microseconds()), "floor-p50-µs")
+		b.ReportMetric(float64(b50.Microseconds()), "builder-p50-µs")
+		b.ReportMetric(float64(bd.p99().Microseconds()), "builder-p99-µs")
+		b.ReportMetric(float64(b50)/float64(f50), "builder/floor")
+	})
 }
 
 // timedExec runs CNI plugins with libcni's executor, adding up the time
@@ -194,39 +194,33 @@ func (e timedExec) ExecPlugin(ctx context.Context, path string, stdin []byte, en
 // BenchmarkBuildDestroyCNI measures Build+Destroy with a bridge network
 // (bridge + host-local), and how much of it is spent inside the plugins.
 func BenchmarkBuildDestroyCNI(b *testing.B) {
-	for _, parallel := range []bool{false, true} {
-		g := "1"
-		if parallel {
-			g = "4"
-		}
-		b.Run("goroutines="+g, func(b *testing.B) {
-			root := benchRoot(b)
-			opts, err := realOptionsAt(root, sandbox.Options{})
-			require.NoError(b, err)
-			n := testutil.NewCNINetwork(b, testutil.CNINetworkOptions{})
-			var inPlugins atomic.Int64
-			exec := timedExec{&invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}}, &inPlugins}
-			network, err := cni.New(cni.Options{ConfDir: n.ConfDir, BinDirs: n.BinDirs, CacheDir: n.CacheDir, Exec: exec})
-			require.NoError(b, err)
-			opts.Network = network
-			bl, err := sandbox.NewBuilder(opts)
-			require.NoError(b, err)
-			ctx := context.Background()
-			t0 := time.Now()
-			measure(b, parallel, func(i int64) error {
-				sb, err := bl.Build(ctx, podConfig(fmt.Sprintf("pod-%d", i)))
-				if err != nil {
-					return err
-				}
-				return sb.Destroy(ctx)
-			})
-			// Share of the goroutines' busy time spent inside plugins.
-			busy := time.Since(t0)
-			if parallel {
-				busy *= 4
+	onGoroutines(b, func(b *testing.B, parallel bool) {
+		root := benchRoot(b)
+		opts, err := realOptionsAt(root, sandbox.Options{})
+		require.NoError(b, err)
+		n := testutil.NewCNINetwork(b, testutil.CNINetworkOptions{})
+		var inPlugins atomic.Int64
+		exec := timedExec{&invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}}, &inPlugins}
+		network, err := cni.New(cni.Options{ConfDir: n.ConfDir, BinDirs: n.BinDirs, CacheDir: n.CacheDir, Exec: exec})
+		require.NoError(b, err)
+		opts.Network = network
+		bl, err := sandbox.NewBuilder(opts)
+		require.NoError(b, err)
+		ctx := context.Background()
+		t0 := time.Now()
+		measure(b, parallel, func(i int64) error {
+			sb, err := bl.Build(ctx, podConfig(fmt.Sprintf("pod-%d", i)))
+			if err != nil {
+				return err
 			}
-			b.ReportMetric(100*float64(inPlugins.Load())/float64(busy), "%in-plugins")
-			b.ReportMetric(float64(time.Duration(inPlugins.Load()).Microseconds())/float64(b.N), "plugin-µs/op")
+			return sb.Destroy(ctx)
 		})
-	}
+		// Share of the goroutines' busy time spent inside plugins.
+		busy := time.Since(t0)
+		if parallel {
+			busy *= 4
+		}
+		b.ReportMetric(100*float64(inPlugins.Load())/float64(busy), "%in-plugins")
+		b.ReportMetric(float64(time.Duration(inPlugins.Load()).Microseconds())/float64(b.N), "plugin-µs/op")
+	})
 }

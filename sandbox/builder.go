@@ -463,7 +463,7 @@ func (bl *build) files(context.Context) error {
 	}{{p.Files.ResolvConf, p.resolv}, {p.Files.Hostname, p.hostnameFile}, {p.Files.Hosts, p.hosts}} {
 		// A fresh file in the fresh bundle: nobody reads it before
 		// config.json exists, so it needs no temp file and rename.
-		if err := writeNew(f.path, f.data); err != nil {
+		if err := atomicfile.CreateNew(f.path, f.data, atomicfile.Options{}); err != nil {
 			return err
 		}
 		if p.mountLabel != "" {
@@ -473,18 +473,6 @@ func (bl *build) files(context.Context) error {
 		}
 	}
 	return nil
-}
-
-func writeNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func (bl *build) bindRootfs(context.Context) error {

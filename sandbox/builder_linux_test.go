@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -199,51 +197,11 @@ func TestRealConcurrentBuilds(t *testing.T) {
 	ctx := context.Background()
 
 	// 200 Build+Destroy cycles across 4 goroutines, distinct names.
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
-		wg.Go(func() {
-			for i := range 50 {
-				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("pod-%d-%d", g, i)))
-				if err == nil {
-					err = sb.Destroy(ctx)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	cycles(t, b, 4, 50, "pod")
 	assert.Empty(t, lc.Leaked())
 
 	// 4 goroutines race for one name: one wins, the others are told who.
-	results := make([]error, 4)
-	sbs := make([]*sandbox.Sandbox, 4)
-	for i := range results {
-		wg.Go(func() { sbs[i], results[i] = b.Build(ctx, podConfig("contended")) })
-	}
-	wg.Wait()
-	var winner *sandbox.Sandbox
-	for i, err := range results {
-		if err == nil {
-			require.Nil(t, winner)
-			winner = sbs[i]
-		}
-	}
-	require.NotNil(t, winner)
-	for _, err := range results {
-		if err != nil {
-			var nr *sandbox.NameReservedError
-			require.ErrorAs(t, err, &nr)
-			assert.Equal(t, winner.ID, nr.ID)
-		}
-	}
+	winner := contend(t, b, "contended")
 	require.NoError(t, winner.Destroy(ctx))
 	assert.Empty(t, lc.Leaked())
 }
@@ -265,13 +223,7 @@ func TestRealRecoverAfterCrash(t *testing.T) {
 			require.NoError(t, err)
 			lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir})
 
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), envCrashDir+"="+root, envCrashAt+"="+at, envCrashReal+"=1")
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			require.ErrorAs(t, err, &ee, "%s", out)
-			ws := ee.Sys().(syscall.WaitStatus)
-			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "the child died at %s: %v %s", at, err, out)
+			runToCrash(t, root, at, envCrashReal+"=1")
 
 			ctx := context.Background()
 			_, err = b.Recover(ctx)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -302,49 +303,59 @@ func TestRollbackFailureStaysInTheJournal(t *testing.T) {
 func TestConcurrentBuildsOfOneName(t *testing.T) {
 	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
 	before := tree(t, b, h)
-	ctx := context.Background()
-	type result struct {
-		sb  *sandbox.Sandbox
-		err error
-	}
-	results := make([]result, 4)
+	winner := contend(t, b, "web")
+	require.NoError(t, winner.Destroy(context.Background()))
+	assert.Equal(t, before, tree(t, b, h))
+}
+
+// contend runs 4 Builds of one pod at once and returns the one that won
+// its name, having checked that each other was told, with a typed error,
+// who holds it.
+func contend(t *testing.T, b *sandbox.Builder, name string) *sandbox.Sandbox {
+	t.Helper()
 	var wg sync.WaitGroup
+	results := make([]error, 4)
+	sbs := make([]*sandbox.Sandbox, 4)
 	for i := range results {
-		wg.Go(func() {
-			sb, err := b.Build(ctx, podConfig("web"))
-			results[i] = result{sb, err}
-		})
+		wg.Go(func() { sbs[i], results[i] = b.Build(context.Background(), podConfig(name)) })
 	}
 	wg.Wait()
 	var winner *sandbox.Sandbox
-	for _, r := range results {
-		if r.err == nil {
+	for i, err := range results {
+		if err == nil {
 			require.Nil(t, winner, "two builds won the same name")
-			winner = r.sb
+			winner = sbs[i]
 		}
 	}
 	require.NotNil(t, winner)
-	for _, r := range results {
-		if r.err != nil {
+	for _, err := range results {
+		if err != nil {
 			var nr *sandbox.NameReservedError
-			require.ErrorAs(t, r.err, &nr)
+			require.ErrorAs(t, err, &nr)
 			assert.Equal(t, winner.ID, nr.ID)
 		}
 	}
-	require.NoError(t, winner.Destroy(ctx))
-	assert.Equal(t, before, tree(t, b, h))
+	return winner
 }
 
 func TestConcurrentCycles(t *testing.T) {
 	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
 	before := tree(t, b, h)
+	cycles(t, b, 4, 25, "pod")
+	assert.Equal(t, before, tree(t, b, h))
+}
+
+// cycles runs n Build+Destroy cycles on each of g goroutines, each pod
+// named apart, and fails the test with the errors of any.
+func cycles(t *testing.T, b *sandbox.Builder, g, n int, prefix string) {
+	t.Helper()
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
+	errs := make(chan error, g)
+	for w := range g {
 		wg.Go(func() {
-			for i := range 25 {
-				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("pod-%d-%d", g, i)))
+			for i := range n {
+				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("%s-%d-%d", prefix, w, i)))
 				if err == nil {
 					err = sb.Destroy(ctx)
 				}
@@ -360,7 +371,6 @@ func TestConcurrentCycles(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	assert.Equal(t, before, tree(t, b, h))
 }
 
 // heldBuild is a Build of "web" held at the start of its network step,
@@ -839,12 +849,19 @@ func TestRecoverRechecksTheClaims(t *testing.T) {
 	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
 }
 
-// A claim cut short by a crash (empty) claims nothing.
+// A claim cut short by a crash (empty) claims nothing, and a crash's
+// temporary claim file is swept once it is old (a young one may be a
+// live writer's).
 func TestTornClaimIsReplaced(t *testing.T) {
 	first, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
 	o := first.Options()
 	require.NoError(t, os.MkdirAll(o.RunDir, 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(o.RunDir, "state-dir"), nil, 0o600))
+	stale, young := filepath.Join(o.RunDir, ".state-dir.tmp-1"), filepath.Join(o.RunDir, ".state-dir.tmp-2")
+	require.NoError(t, os.WriteFile(stale, []byte("/x\n"), 0o600))
+	require.NoError(t, os.WriteFile(young, []byte("/y\n"), 0o600))
+	old := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(stale, old, old))
 	b, err := sandbox.NewBuilder(o)
 	require.NoError(t, err)
 	_, err = b.Prepare()
@@ -852,11 +869,11 @@ func TestTornClaimIsReplaced(t *testing.T) {
 	claim, err := os.ReadFile(filepath.Join(o.RunDir, "state-dir"))
 	require.NoError(t, err)
 	assert.Equal(t, o.StateDir+"\n", string(claim))
-	ents, err := os.ReadDir(o.RunDir)
+	assert.NoFileExists(t, stale)
+	assert.FileExists(t, young)
+	tmps, err := filepath.Glob(filepath.Join(o.RunDir, ".state-dir.tmp-*"))
 	require.NoError(t, err)
-	for _, e := range ents {
-		assert.False(t, strings.HasPrefix(e.Name(), ".claim-"), "temporary file %s left", e.Name())
-	}
+	assert.Equal(t, []string{young}, tmps, "the claim's own temporary file is gone")
 }
 
 func TestReleaseNetwork(t *testing.T) {

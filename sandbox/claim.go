@@ -157,49 +157,23 @@ func readClaim(path string) (string, error) {
 	return s, nil
 }
 
-// writeClaim writes a claim file naming dir, whole and durably: to a
-// temporary file, fsynced, renamed over path, the directory fsynced. The
-// caller holds the directory's lock.
+// writeClaim writes a claim file naming dir, whole and durably (see
+// atomicfile). The caller holds the directory's lock.
 func writeClaim(path, dir string) error {
-	parent := filepath.Dir(path)
-	sweepClaimTemps(parent)
-	tmp, err := os.CreateTemp(parent, ".claim-")
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	_, err = tmp.WriteString(dir + "\n")
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("sandbox: claim %s: %w", parent, err)
-	}
-	if err := atomicfile.SyncDir(parent); err != nil {
-		return fmt.Errorf("sandbox: claim %s: %w", parent, err)
+	sweepClaimTemps(path)
+	if err := atomicfile.WriteFile(path, []byte(dir+"\n"), atomicfile.Options{Sync: true}); err != nil {
+		return fmt.Errorf("sandbox: claim: %w", err)
 	}
 	return nil
 }
 
-// sweepClaimTemps removes temporary claim files that a crash left in dir
-// (a live writer's is seconds old at most).
-func sweepClaimTemps(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), ".claim-") {
-			continue
-		}
-		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
+// sweepClaimTemps removes temporary files of a claim at path that a crash
+// left (atomicfile's names; a live writer's is seconds old at most).
+func sweepClaimTemps(path string) {
+	tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	for _, tmp := range tmps {
+		if st, err := os.Lstat(tmp); err == nil && time.Since(st.ModTime()) > time.Minute {
+			_ = os.Remove(tmp)
 		}
 	}
 }

@@ -184,6 +184,19 @@ func crashChild(dir, at string) {
 	os.Exit(3) // the crash point was never reached
 }
 
+// runToCrash runs the crash child on dir (its environment plus env) and
+// requires that it died at the crash point at.
+func runToCrash(t *testing.T, dir, at string, env ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), envCrashDir+"="+dir, envCrashAt+"="+at), env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", out)
+	ws := ee.Sys().(syscall.WaitStatus)
+	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "the child died at %s: %v %s", at, err, out)
+}
+
 func TestRecoverAfterCrash(t *testing.T) {
 	for _, at := range crashPoints() {
 		t.Run(at, func(t *testing.T) {
@@ -194,13 +207,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 			require.NoError(t, err)
 			before := tree(t, b, h)
 
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashAt+"="+at)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			require.ErrorAs(t, err, &ee, "%s", out)
-			ws := ee.Sys().(syscall.WaitStatus)
-			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "the child died at %s: %v %s", at, err, out)
+			runToCrash(t, dir, at)
 
 			ctx := context.Background()
 			list, err := b.List()

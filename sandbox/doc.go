@@ -20,15 +20,18 @@
 // happened" and "already undone" as success, every undo runs even when one
 // fails (the errors are joined), and what could not be undone stays in
 // the journal, the sandbox then reported as StateNeedsCleanup until a
-// Destroy finishes it. Rollbacks run on a context detached from the
-// caller's, so a cancelled request still cleans up.
+// Destroy finishes it (what was undone is marked in one write at the end,
+// and not at all when the journal is removed). Rollbacks run on a context
+// detached from the caller's, so a cancelled request still cleans up.
 //
 // Where it lives. A journal starts in the run dir (RunDir/journals, a
 // tmpfs that a reboot empties, like the mounts and namespaces it undoes):
 // writing there costs no disk. When a Build is about to attach the pod to
 // the network, whose IP allocation survives a reboot, the journal moves
 // durably (fsynced, renamed) to StateDir/journals, and its network undo
-// with it; from then on its records are fsynced. config.json and the
+// with it; from then on the Build's records are fsynced (the marks of
+// what an undo did are not: a lost one only means the undo runs again,
+// which every undo allows). config.json and the
 // bundle's files are written to the run dir and not fsynced: a crash that
 // loses them also loses the mounts they describe, and the journal undoes
 // the rest. The journal's flock marks a Build or Destroy in progress, in

@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -142,27 +139,7 @@ func TestNetworkTwoPodsAndCycles(t *testing.T) {
 	require.NoError(t, a.Destroy(ctx))
 	require.NoError(t, b.Destroy(ctx))
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for g := range 2 {
-		wg.Go(func() {
-			for i := range 25 {
-				sb, err := f.b.Build(ctx, podConfig(fmt.Sprintf("cycle-%d-%d", g, i)))
-				if err == nil {
-					err = sb.Destroy(ctx)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	cycles(t, f.b, 2, 25, "cycle")
 	assert.Empty(t, f.net.Allocations(), "50 cycles leave the IPAM dir empty")
 	assert.Empty(t, f.lc.Leaked())
 }
@@ -292,14 +269,8 @@ func TestNetworkRecoverAfterACrash(t *testing.T) {
 			f := newNetFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 			o := f.b.Options()
 			root := filepath.Dir(o.StateDir)
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), envCrashDir+"="+root, envCrashAt+"="+at, envCrashReal+"=1",
+			runToCrash(t, root, at, envCrashReal+"=1",
 				envCrashCNI+"="+strings.Join([]string{f.net.ConfDir, strings.Join(f.net.BinDirs, ":"), f.net.CacheDir}, ";"))
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			require.ErrorAs(t, err, &ee, "%s", out)
-			ws := ee.Sys().(syscall.WaitStatus)
-			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "the child died at %s: %s", at, out)
 			f.watchVeths()
 
 			rep, err := f.b.Recover(context.Background())

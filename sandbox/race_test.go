@@ -22,6 +22,18 @@ import (
 	"github.com/podsmith/podsmith/sandbox/sandboxtest"
 )
 
+// untilClosed calls fn again and again until done is closed.
+func untilClosed(done <-chan struct{}, fn func()) {
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		fn()
+	}
+}
+
 // hookedNetwork calls attach inside Attach: after the journal moved to the
 // state dir, while the network step holds it.
 type hookedNetwork struct {
@@ -116,26 +128,16 @@ func TestRecoverAndLoadRaceBuilds(t *testing.T) {
 	var wg sync.WaitGroup
 	var recovers, loads atomic.Int64
 	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
+		untilClosed(done, func() {
 			rep, err := b.Recover(ctx)
 			assert.NoError(t, err)
 			assert.Empty(t, rep.Destroyed, "Recover destroyed a sandbox being built")
 			assert.Empty(t, rep.Orphans, "Recover swept a part of a sandbox being built")
 			recovers.Add(1)
-		}
+		})
 	})
 	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
+		untilClosed(done, func() {
 			mu.Lock()
 			ids := make([]string, 0, len(building))
 			for id := range building {
@@ -147,7 +149,7 @@ func TestRecoverAndLoadRaceBuilds(t *testing.T) {
 				assert.NotErrorIs(t, err, sandbox.ErrNotFound, "Load missed live sandbox %s", id)
 				loads.Add(1)
 			}
-		}
+		})
 	})
 	var builders sync.WaitGroup
 	var built sync.Map
@@ -219,27 +221,11 @@ func TestCollectNetworkRacesBuilds(t *testing.T) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
+		untilClosed(done, func() {
 			assert.NoError(t, b.CollectNetwork(ctx))
-		}
-	})
-	var builders sync.WaitGroup
-	for g := range 2 {
-		builders.Go(func() {
-			for i := range 40 {
-				sb, err := b.Build(ctx, podConfig(fmt.Sprintf("gc-%d-%d", g, i)))
-				if assert.NoError(t, err) {
-					assert.NoError(t, sb.Destroy(ctx))
-				}
-			}
 		})
-	}
-	builders.Wait()
+	})
+	cycles(t, b, 2, 40, "gc")
 	close(done)
 	wg.Wait()
 	t.Logf("%d GCs during 80 Build/Destroy cycles", gc.calls.Load())

@@ -188,9 +188,11 @@ func repair(root string, binary []byte) (err error) {
 			}
 		}
 	}()
-	tmp := filepath.Join(root, pauseTemp)
-	if err := os.RemoveAll(tmp); err != nil {
-		return err // left by a repair that crashed
+	// Left by a repair that crashed.
+	for _, tmp := range repairTemps(root) {
+		if err := os.RemoveAll(tmp); err != nil {
+			return err
+		}
 	}
 	for _, d := range mountPointDirs {
 		p := filepath.Join(root, d)
@@ -223,17 +225,7 @@ func repair(root string, binary []byte) (err error) {
 	}
 	bin := filepath.Join(root, PauseBinaryName)
 	if !isBinary(bin, binary) {
-		if err := os.WriteFile(tmp, binary, 0o755); err != nil {
-			return err
-		}
-		if err := os.Chmod(tmp, 0o755); err != nil {
-			return err
-		}
-		if err := syncFile(tmp); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, bin); err != nil {
-			os.Remove(tmp)
+		if err := atomicfile.WriteFile(bin, binary, atomicfile.Options{Perm: 0o755, Sync: true}); err != nil {
 			return err
 		}
 	}
@@ -245,9 +237,12 @@ func repair(root string, binary []byte) (err error) {
 	return nil
 }
 
-// pauseTemp is where repair writes a new binary before renaming it into
-// place.
-const pauseTemp = ".pause.tmp"
+// repairTemps lists the temporary files of a repair's binary write
+// (atomicfile's names for "pause") in root.
+func repairTemps(root string) []string {
+	tmps, _ := filepath.Glob(filepath.Join(root, ".pause.tmp-*"))
+	return tmps
+}
 
 // lockDir takes an exclusive flock on the directory dir.
 func lockDir(dir string) (func(), error) {
@@ -268,7 +263,7 @@ func intact(root string, binary []byte) bool {
 	if !isBinary(filepath.Join(root, PauseBinaryName), binary) {
 		return false
 	}
-	if _, err := os.Lstat(filepath.Join(root, pauseTemp)); !errors.Is(err, fs.ErrNotExist) {
+	if len(repairTemps(root)) > 0 {
 		return false
 	}
 	for _, d := range mountPointDirs {
@@ -383,7 +378,7 @@ func populate(root string, binary []byte) error {
 	}
 	// Durable before it is renamed into place: after a crash the rootfs
 	// is either whole or not there (intact checks, and replaces it).
-	if err := syncFile(bin); err != nil {
+	if err := atomicfile.SyncFile(bin); err != nil {
 		return err
 	}
 	for _, d := range []string{"etc", "."} {
@@ -392,18 +387,6 @@ func populate(root string, binary []byte) error {
 		}
 	}
 	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // removeTree removes a rootfs that was not renamed into place, making its

@@ -251,10 +251,10 @@ func TestPreparePauseRootfsRepairsABrokenOne(t *testing.T) {
 			}
 		},
 		"a repair cut short": func(root string) {
-			require.NoError(t, os.WriteFile(filepath.Join(root, ".pause.tmp"), []byte("half"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(root, ".pause.tmp-123"), []byte("half"), 0o755))
 		},
 		"a directory where repair writes": func(root string) {
-			require.NoError(t, os.MkdirAll(filepath.Join(root, ".pause.tmp", "x"), 0o755))
+			require.NoError(t, os.MkdirAll(filepath.Join(root, ".pause.tmp-456", "x"), 0o755))
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/podsmith/podsmith/internal/atomicfile"
 )
 
@@ -35,43 +33,12 @@ func Save(bundleDir string, s *Spec, opts SaveOptions) error {
 	}
 	path := filepath.Join(bundleDir, ConfigFile)
 	if opts.New {
-		err = writeNew(path, b, opts.Sync)
+		err = atomicfile.CreateNew(path, b, atomicfile.Options{Sync: opts.Sync})
 	} else {
 		err = atomicfile.WriteFile(path, b, atomicfile.Options{Sync: opts.Sync})
 	}
 	if err != nil {
 		return fmt.Errorf("spec: save: %w", err)
-	}
-	return nil
-}
-
-// writeNew creates path (which must not exist) holding data, mode 0644
-// whatever the umask, in four system calls.
-func writeNew(path string, data []byte, sync bool) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	for len(data) > 0 && err == nil {
-		var n int
-		n, err = unix.Write(fd, data)
-		data = data[n:]
-	}
-	if err == nil {
-		err = unix.Fchmod(fd, 0o644)
-	}
-	if err == nil && sync {
-		err = unix.Fsync(fd)
-	}
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return &os.PathError{Op: "write", Path: path, Err: err}
-	}
-	if sync {
-		return atomicfile.SyncDir(filepath.Dir(path))
 	}
 	return nil
 }

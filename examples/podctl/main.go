@@ -196,18 +196,25 @@ func parse(fs *flag.FlagSet, args []string, what string) (string, error) {
 	return fs.Arg(0), nil
 }
 
-func (c *cli) run(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	noStart := fs.Bool("no-start", false, "build the sandbox only")
+// podConfig parses a command's flags and its one argument, a pod config
+// file, and returns the file's path and config, and the Builder.
+func (c *cli) podConfig(fs *flag.FlagSet, args []string) (string, *sandbox.Config, *sandbox.Builder, error) {
 	path, err := parse(fs, args, "pod config file")
 	if err != nil {
-		return err
+		return "", nil, nil, err
 	}
 	cfg, err := sandbox.LoadConfig(path)
 	if err != nil {
-		return err
+		return "", nil, nil, err
 	}
 	b, err := c.builder()
+	return path, cfg, b, err
+}
+
+func (c *cli) run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	noStart := fs.Bool("no-start", false, "build the sandbox only")
+	path, cfg, b, err := c.podConfig(fs, args)
 	if err != nil {
 		return err
 	}
@@ -232,15 +239,7 @@ func (c *cli) run(args []string) error {
 }
 
 func (c *cli) plan(args []string) error {
-	path, err := parse(flag.NewFlagSet("plan", flag.ContinueOnError), args, "pod config file")
-	if err != nil {
-		return err
-	}
-	cfg, err := sandbox.LoadConfig(path)
-	if err != nil {
-		return err
-	}
-	b, err := c.builder()
+	path, cfg, b, err := c.podConfig(flag.NewFlagSet("plan", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}

@@ -124,8 +124,13 @@ func (e *env) podctl(args ...string) result {
 
 func runPodctl(t *testing.T, args ...string) result {
 	t.Helper()
+	return runCommand(t, exec.Command(podctlBin, args...))
+}
+
+// runCommand runs cmd and returns its output and exit code.
+func runCommand(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(podctlBin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0
@@ -411,18 +416,8 @@ func TestPlanUnprivileged(t *testing.T) {
 	require.NoError(t, os.WriteFile(badPath, []byte(`{"metadata":{"name":"x"},"dns_config":{"servers":["1.1.1.1","2.2.2.2","3.3.3.3","4.4.4.4"]},"linux":{"sysctls":{"vm.swappiness":"1"}}}`), 0o644))
 	state := filepath.Join(t.TempDir(), "never")
 	nobody := func(args ...string) result {
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", podctlBin,
-			"--root", state, "--run-root", state + "-run", "--netns-dir", state + "-netns"}, args...)...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else {
-			require.NoError(t, err)
-		}
-		return result{stdout.String(), stderr.String(), code}
+		return runCommand(t, exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", podctlBin,
+			"--root", state, "--run-root", state + "-run", "--netns-dir", state + "-netns"}, args...)...))
 	}
 	r := nobody("plan", goodPath)
 	require.Equal(t, 0, r.code, r.stderr)

@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,4 +59,34 @@ func TestWriteFileRenameFailureLeavesNoTemp(t *testing.T) {
 
 func TestSyncDirMissing(t *testing.T) {
 	require.ErrorIs(t, SyncDir(filepath.Join(t.TempDir(), "none")), fs.ErrNotExist)
+}
+
+func TestCreateNew(t *testing.T) {
+	old := syscall.Umask(0o077) // the mode is exact whatever the umask
+	defer syscall.Umask(old)
+	for _, sync := range []bool{false, true} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "hosts")
+		require.NoError(t, CreateNew(p, []byte("127.0.0.1 localhost\n"), Options{Sync: sync}))
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.Equal(t, "127.0.0.1 localhost\n", string(b))
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		assert.Equal(t, fs.FileMode(0o644), st.Mode().Perm())
+
+		// An existing file is an error, and stays as it was.
+		require.ErrorIs(t, CreateNew(p, []byte("x"), Options{Perm: 0o600, Sync: sync}), fs.ErrExist)
+		b, err = os.ReadFile(p)
+		require.NoError(t, err)
+		assert.Equal(t, "127.0.0.1 localhost\n", string(b))
+	}
+	require.ErrorIs(t, CreateNew(filepath.Join(t.TempDir(), "no", "file"), nil, Options{}), fs.ErrNotExist)
+}
+
+func TestSyncFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
+	require.NoError(t, SyncFile(p))
+	require.ErrorIs(t, SyncFile(p+".none"), fs.ErrNotExist)
 }
