@@ -6,21 +6,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
-	yamlv2 "go.yaml.in/yaml/v2"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
 // DecodeError reports a pod config that does not decode: bad JSON or YAML,
-// a field of the wrong type, an unknown field, a bad enum value. Field is
-// the field's path ("linux.security_context.namespace_options.network"),
-// when the error is about one.
+// a field of the wrong type, an unknown field, a bad enum value, a shape
+// beyond the bounds of a pod config, or (from LoadConfig) a file that is
+// not a regular file. Field is the field's path
+// ("linux.security_context.namespace_options.network"), when the error is
+// about one. A key or value from the input that Field or Reason echoes is
+// cut to a short, printable prefix.
 type DecodeError struct {
 	File   string // the file, for LoadConfig
 	Field  string
@@ -43,188 +49,307 @@ func (e *DecodeError) Error() string {
 // Is makes a DecodeError match ErrInvalidConfig.
 func (e *DecodeError) Is(target error) bool { return target == ErrInvalidConfig }
 
-// maxConfigSize bounds a pod config file.
-const maxConfigSize = 4 << 20
+// MaxConfigSize bounds a pod config: DecodeConfig refuses a larger one and
+// LoadConfig reads no more. A caller that reads a stream (standard input,
+// for crictl's "-") reads at most MaxConfigSize+1 bytes of it, for instance
+// with io.LimitReader, and passes them to DecodeConfig.
+const MaxConfigSize = 4 << 20
+
+// The shape of a config is bounded before any parser sees it, in one pass
+// over its bytes, so that decoding costs time and memory linear in its
+// size, and little (tens of ms and MB at most): encoding/json's own depth
+// limit, 10000 levels, applies only after it has allocated per level, and
+// the YAML parser allocates tens of bytes per byte and hundreds per node.
+const (
+	// maxDepth bounds the nesting of objects and arrays. The deepest field
+	// of CRI's PodSandboxConfig (linux.security_context.namespace_options.
+	// userns_options.uids[0].host_id) is 7 levels down, Config's 5; 32
+	// leaves room for CRI to grow and makes any cost per level negligible.
+	maxDepth = 32
+	// maxValues bounds the values of a JSON config, counted as its commas
+	// and opening brackets: a pod config has tens, maybe hundreds.
+	maxValues = 1 << 14
+	// maxYAMLSize and maxYAMLIndicators bound a YAML config, which costs
+	// more than JSON to decode. A crictl pod config is a few KB, with about
+	// a hundred of the bytes that may start a node (- ? : , [ {), counted
+	// anywhere, even in strings; a larger config can be JSON.
+	maxYAMLSize       = 1 << 20
+	maxYAMLIndicators = 1 << 13
+)
 
 // DecodeConfig decodes a pod config in JSON or YAML (crictl's pod config
-// format). Unknown fields are an error, not ignored. The config is not
-// validated; Builder.Plan does that.
+// format). Unknown fields and duplicate keys are errors, not ignored. The
+// config is not validated; Builder.Plan does that.
 func DecodeConfig(data []byte) (*Config, error) {
-	if len(data) > maxConfigSize {
-		return nil, &DecodeError{Reason: fmt.Sprintf("larger than %d bytes", maxConfigSize)}
+	if len(data) > MaxConfigSize {
+		return nil, &DecodeError{Reason: fmt.Sprintf("larger than %d bytes", MaxConfigSize)}
 	}
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
+	js := bytes.TrimSpace(data)
+	if len(js) == 0 {
 		return nil, &DecodeError{Reason: "empty"}
 	}
-	js := trimmed
-	if trimmed[0] != '{' {
-		if err := singleYAMLDocument(trimmed); err != nil {
+	if js[0] != '{' {
+		var err error
+		if js, err = yamlToJSON(js); err != nil {
 			return nil, err
 		}
-		var err error
-		if js, err = yaml.YAMLToJSON(trimmed); err != nil {
-			return nil, &DecodeError{Reason: "invalid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}
-		}
 	}
-	if err := noDuplicateKeys(js); err != nil {
+	if err := checkShape(js); err != nil {
 		return nil, err
 	}
-	var raw any
+	// sigs.k8s.io/json decodes as encoding/json does, but matches field
+	// names case-sensitively and reports unknown fields and duplicate keys.
+	var c Config
+	strict, err := kjson.UnmarshalStrict(js, &c)
+	if err == nil && len(strict) == 0 {
+		return &c, nil
+	}
+	if syntax, _ := kjson.SyntaxErrorOffset(err); syntax {
+		return nil, &DecodeError{Reason: "invalid JSON: " + libMessage(err)}
+	}
+	if err == nil {
+		err = strict[0]
+	}
+	return nil, explain(js, err)
+}
+
+// checkShape refuses a JSON document nested more than maxDepth deep or with
+// more than maxValues values.
+func checkShape(js []byte) error {
+	depth, values := 0, 0
+	for i := 0; i < len(js); i++ {
+		switch js[i] {
+		case '"': // skip the string: to a quote after an even number of backslashes
+			for {
+				j := bytes.IndexByte(js[i+1:], '"')
+				if j < 0 {
+					return nil // the parser reports it
+				}
+				i += j + 1
+				k := i
+				for js[k-1] == '\\' {
+					k--
+				}
+				if (i-k)%2 == 0 {
+					break
+				}
+			}
+		case '[', '{':
+			if depth++; depth > maxDepth {
+				return &DecodeError{Reason: fmt.Sprintf("nested more than %d levels deep", maxDepth)}
+			}
+			fallthrough
+		case ',':
+			if values++; values > maxValues {
+				return &DecodeError{Reason: fmt.Sprintf("more than %d values", maxValues)}
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return nil
+}
+
+// explain says where and why a JSON config does not decode. The library's
+// errors cannot: they name a wrong type's field without the index or key of
+// its list or map, an enum's error without any path, and a duplicate map
+// key as labels.a. So the value is walked along Config's type, and only a
+// duplicate key, which that walk cannot see, is the library's to report:
+// decoded into any, which no value of the wrong type stops, and the
+// outermost one (it may have replaced a value with another inside).
+func explain(js []byte, err error) error {
+	config := reflect.TypeFor[Config]()
+	var v any
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		return nil, &DecodeError{Reason: "invalid JSON: " + err.Error()}
-	}
-	if dec.More() {
-		return nil, &DecodeError{Reason: "invalid JSON: data after the top-level object"}
-	}
-	if _, ok := raw.(map[string]any); !ok {
-		return nil, &DecodeError{Reason: "not a JSON object"}
-	}
-	if err := checkFields(raw, reflect.TypeFor[Config](), ""); err != nil {
-		return nil, err
-	}
-	var c Config
-	if err := json.Unmarshal(js, &c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, &DecodeError{Field: te.Field, Reason: fmt.Sprintf("cannot be a JSON %s (want %s)", te.Value, te.Type)}
+	if dec.Decode(&v) == nil {
+		if err := checkFields(v, config, ""); err != nil {
+			return err
 		}
-		return nil, &DecodeError{Reason: err.Error()}
 	}
-	return &c, nil
+	dups, _ := kjson.UnmarshalStrict(js, new(any), kjson.DisallowDuplicateFields)
+	dup := ""
+	for _, d := range dups {
+		if fe, ok := d.(kjson.FieldError); ok && (dup == "" || len(fe.FieldPath()) < len(dup)) {
+			dup = fe.FieldPath()
+		}
+	}
+	if dup != "" {
+		return &DecodeError{Field: keyPath(config, dup), Reason: "duplicate key"}
+	}
+	return &DecodeError{Reason: libMessage(err)}
 }
 
-// noDuplicateKeys refuses a JSON document with a key twice in an object:
-// encoding/json would merge the two values, and a reader of the file
-// believe one of them. Paths are written as checkFields writes them.
-func noDuplicateKeys(js []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(js))
-	type frame struct {
-		t      reflect.Type // the Go type being filled, nil if unknown
-		path   string
-		object bool
-		keys   map[string]bool
-		key    string // the key whose value comes next (objects)
-		index  int    // the index of the next value (arrays)
-	}
-	deref := func(t reflect.Type) reflect.Type {
-		for t != nil && t.Kind() == reflect.Pointer {
+// keyPath writes a path of sigs.k8s.io/json (port_mappings[1].host_port,
+// labels.a) as checkFields does (labels["a"]). The names before a map are
+// Config's fields, without "." or "[" (or else the rest of the path is an
+// unknown field's), and the rest is the map's key: Config's maps hold
+// strings.
+func keyPath(t reflect.Type, path string) string {
+	var out []string
+	for path != "" {
+		for t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
-		return t
-	}
-	// child returns the path and type of the value about to be read.
-	var stack []*frame
-	child := func() (string, reflect.Type) {
-		if len(stack) == 0 {
-			return "", reflect.TypeFor[Config]()
+		if t.Kind() == reflect.Map {
+			return fmt.Sprintf("%s[%q]", strings.Join(out, "."), clip(path))
 		}
-		f := stack[len(stack)-1]
-		switch {
-		case !f.object:
-			var et reflect.Type
-			if f.t != nil && f.t.Kind() == reflect.Slice {
-				et = deref(f.t.Elem())
-			}
-			return fmt.Sprintf("%s[%d]", f.path, f.index), et
-		case f.t != nil && f.t.Kind() == reflect.Map:
-			return fmt.Sprintf("%s[%q]", f.path, f.key), deref(f.t.Elem())
-		case f.t != nil && f.t.Kind() == reflect.Struct:
-			if sf, ok := jsonFields(f.t)[f.key]; ok {
-				return join(f.path, f.key), deref(sf.Type)
-			}
+		name, rest, _ := strings.Cut(path, ".")
+		field, index, _ := strings.Cut(name, "[")
+		f, ok := jsonFields(t)[field]
+		if !ok {
+			return join(strings.Join(out, "."), clip(path))
 		}
-		return join(f.path, f.key), nil
-	}
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil // EOF, or a syntax error the decode reports with more context
-		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].key == "" {
-			if k, ok := tok.(string); ok {
-				f := stack[n-1]
-				f.key = k
-				if f.keys[k] {
-					path, _ := child()
-					return &DecodeError{Field: path, Reason: "duplicate key"}
-				}
-				f.keys[k] = true
-				continue
-			}
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			path, t := child()
-			stack = append(stack, &frame{t: t, path: path, object: tok == json.Delim('{'), keys: map[string]bool{}})
-			continue
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-		// A value (a scalar, or an object or array just closed) is done.
-		if n := len(stack); n > 0 {
-			if f := stack[n-1]; f.object {
-				f.key = ""
-			} else {
-				f.index++
-			}
+		if out, path, t = append(out, name), rest, f.Type; index != "" {
+			t = t.Elem()
 		}
 	}
+	return strings.Join(out, ".")
 }
 
-// singleYAMLDocument refuses a YAML stream of more than one document (the
-// converter would silently use the first) and, being strict, a mapping
-// with a key twice.
-func singleYAMLDocument(data []byte) error {
-	dec := yamlv2.NewDecoder(bytes.NewReader(data))
-	dec.SetStrict(true)
-	var doc any
-	for n := 0; ; n++ {
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return &DecodeError{Reason: "invalid YAML: " + err.Error()}
-		}
-		if n == 1 {
-			return &DecodeError{Reason: "more than one YAML document"}
+// yamlToJSON converts a YAML config to JSON with sigs.k8s.io/yaml, which
+// refuses a mapping with a key twice. What it does not do comes first, on
+// the bytes alone: bound the parser's work, and refuse a stream of several
+// documents (it would decode the first and ignore the rest).
+//
+// Anchors with aliases are refused: they expand (up to the parser's limit
+// of some 400,000 nodes, about 100 MB), and a pod config has no use for
+// them. An anchor or alias starts a token, so follows a blank, a line
+// break, a flow indicator or a byte order mark; an & or * that follows one
+// of those counts, even in a string.
+func yamlToJSON(y []byte) ([]byte, error) {
+	const tokenEnds = "\t\n\r ,-:?[]{}\x85\xa8\xa9\xbf"
+	switch {
+	case len(y) > maxYAMLSize:
+		return nil, &DecodeError{Reason: fmt.Sprintf("YAML larger than %d bytes (a config this large can be JSON)", maxYAMLSize)}
+	case bytes.HasPrefix(y, []byte("\xfe\xff")) || bytes.HasPrefix(y, []byte("\xff\xfe")):
+		return nil, &DecodeError{Reason: "YAML in UTF-16, not UTF-8"}
+	}
+	indicators, anchor, alias := 0, false, false
+	for i, c := range y {
+		switch c {
+		case '-', '?', ':', ',', '[', '{':
+			indicators++
+		case '&', '*':
+			if i == 0 || strings.IndexByte(tokenEnds, y[i-1]) >= 0 {
+				anchor, alias = anchor || c == '&', alias || c == '*'
+			}
 		}
 	}
+	switch {
+	case indicators > maxYAMLIndicators:
+		return nil, &DecodeError{Reason: fmt.Sprintf("YAML with more than %d of the bytes - ? : , [ { (a config this large can be JSON)", maxYAMLIndicators)}
+	case anchor && alias:
+		return nil, &DecodeError{Reason: "YAML anchors and aliases (&name, *name) are not supported"}
+	case !oneYAMLDocument(bytes.TrimPrefix(y, []byte("\xef\xbb\xbf"))):
+		return nil, &DecodeError{Reason: "more than one YAML document"}
+	}
+	js, err := yaml.YAMLToJSONStrict(y)
+	if err != nil {
+		return nil, &DecodeError{Reason: "invalid YAML: " + strings.TrimPrefix(libMessage(err), "error converting YAML to JSON: ")}
+	}
+	if js[0] != '{' {
+		return nil, &DecodeError{Reason: "the top level is not a mapping (an object)"}
+	}
+	return js, nil
+}
+
+// oneYAMLDocument reports whether a YAML stream holds one document at most,
+// without a parser. To go.yaml.in/yaml/v2 (as to libyaml, which it ports), a
+// line that starts with "---" or "..." and a blank is a document marker
+// wherever it is (or an error, in a quoted scalar), and any document after
+// the first starts with "---". So there is another document if a "---" line
+// follows the start of the first, or anything but comments a "..." line.
+func oneYAMLDocument(y []byte) bool {
+	started, ended := false, false
+	for len(y) > 0 {
+		line := y
+		if i := bytes.IndexAny(y, "\n\r\u0085\u2028\u2029"); i >= 0 {
+			_, n := utf8.DecodeRune(y[i:])
+			line, y = y[:i], y[i+n:]
+		} else {
+			y = nil
+		}
+		text := bytes.TrimLeft(line, " \t")
+		marker := len(line) >= 3 && (string(line[:3]) == "---" || string(line[:3]) == "...") &&
+			(len(line) == 3 || line[3] == ' ' || line[3] == '\t')
+		switch {
+		case marker && line[0] == '-' && started, !marker && ended && len(text) > 0 && text[0] != '#':
+			return false
+		case marker:
+			started, ended = true, line[0] == '.'
+		case len(text) > 0 && text[0] != '#' && text[0] != '%':
+			started = true
+		}
+	}
+	return true
 }
 
 // LoadConfig reads and decodes a pod config file; errors name the file. It
-// reads no more than the size limit of a config.
+// refuses anything but a regular file (a FIFO, a device, a directory, a
+// socket) without reading from it or waiting for a writer, and reads no
+// more than MaxConfigSize+1 bytes. Standard input is its caller's to read
+// (see MaxConfigSize).
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: pod config: %w", err)
+	c, err := loadConfig(path)
+	var de *DecodeError
+	switch {
+	case errors.As(err, &de):
+		de.File = path
+	case err != nil:
+		err = fmt.Errorf("sandbox: pod config: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: pod config: %w", err)
-	}
-	c, err := DecodeConfig(data)
-	if err != nil {
-		var de *DecodeError
-		if errors.As(err, &de) {
-			de.File = path
-		}
-		return nil, err
-	}
-	return c, nil
+	return c, err
 }
 
-var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+func loadConfig(path string) (*Config, error) {
+	// Stat first, so that a device or a socket is refused unopened; then
+	// open without waiting for the writer of a FIFO that the path may have
+	// become since, and check what was opened.
+	fi, err := os.Stat(path)
+	if err == nil {
+		err = regular(fi)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err == nil {
+		err = regular(fi)
+	}
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	return DecodeConfig(data)
+}
 
-// checkFields walks a decoded JSON value along the Go type it will decode
-// into, and reports the first unknown field (in sorted key order), value of
-// the wrong type or bad enum value, with its full path
+// regular refuses a file that is not a regular file.
+func regular(fi fs.FileInfo) error {
+	if fi.Mode().IsRegular() {
+		return nil
+	}
+	kind, ok := map[fs.FileMode]string{
+		fs.ModeDir: "a directory", fs.ModeNamedPipe: "a named pipe (FIFO)", fs.ModeSocket: "a socket",
+		fs.ModeDevice: "a block device", fs.ModeDevice | fs.ModeCharDevice: "a character device",
+	}[fi.Mode().Type()]
+	if !ok {
+		kind = "a file of mode " + fi.Mode().Type().String()
+	}
+	return &DecodeError{Reason: kind + ", not a regular file"}
+}
+
+// checkFields walks a decoded JSON value along the Go type it decodes into,
+// and reports the first unknown field (in sorted key order), value of the
+// wrong type or bad enum value, at its full path
 // ("port_mappings[1].container_port", `linux.sysctls["net.core.somaxconn"]`).
-// encoding/json's own errors name no index or key, or no path at all.
 func checkFields(v any, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -232,100 +357,76 @@ func checkFields(v any, t reflect.Type, path string) error {
 	if v == nil {
 		return nil // null: the zero value
 	}
-	if reflect.PointerTo(t).Implements(unmarshalerType) {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return &DecodeError{Field: path, Reason: err.Error()}
-		}
-		if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(b); err != nil {
-			return &DecodeError{Field: path, Reason: err.Error()}
-		}
-		return nil
+	wrongType := func() error {
+		return &DecodeError{Field: path, Reason: fmt.Sprintf("must be %s, not %s", jsonTypes[t.Kind()], jsonKinds[reflect.TypeOf(v)])}
 	}
-	wrongType := func(want string) error {
-		return &DecodeError{Field: path, Reason: fmt.Sprintf("must be %s, not %s", want, jsonKind(v))}
-	}
+	obj, isObject := v.(map[string]any)
 	switch t.Kind() {
 	case reflect.Struct:
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return wrongType("an object")
+		if !isObject {
+			return wrongType()
 		}
 		fields := jsonFields(t)
 		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			f, ok := fields[k]
 			if !ok {
-				return &DecodeError{Field: join(path, k), Reason: "unknown field"}
+				return &DecodeError{Field: join(path, clip(k)), Reason: "unknown field"}
 			}
 			if err := checkFields(obj[k], f.Type, join(path, k)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if !isObject {
+			return wrongType()
+		}
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			if err := checkFields(obj[k], t.Elem(), fmt.Sprintf("%s[%q]", path, clip(k))); err != nil {
 				return err
 			}
 		}
 	case reflect.Slice:
 		arr, ok := v.([]any)
 		if !ok {
-			return wrongType("an array")
+			return wrongType()
 		}
 		for i, e := range arr {
 			if err := checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
-	case reflect.Map:
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return wrongType("an object")
+	case reflect.String, reflect.Bool:
+		if _, isNumber := v.(json.Number); isNumber || reflect.TypeOf(v).Kind() != t.Kind() {
+			return wrongType()
 		}
-		for _, k := range slices.Sorted(maps.Keys(obj)) {
-			if err := checkFields(obj[k], t.Elem(), fmt.Sprintf("%s[%q]", path, k)); err != nil {
-				return err
+	default: // an integer, or an enum, which decodes itself
+		if reflect.PointerTo(t).Implements(unmarshalerType) {
+			b, _ := json.Marshal(v)
+			if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(b); err != nil {
+				return &DecodeError{Field: path, Reason: libMessage(err)}
 			}
-		}
-	case reflect.String:
-		if _, ok := v.(string); !ok {
-			return wrongType("a string")
-		}
-	case reflect.Bool:
-		if _, ok := v.(bool); !ok {
-			return wrongType("true or false")
-		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n, ok := v.(json.Number)
-		if !ok {
-			return wrongType("an integer")
-		}
-		i, err := strconv.ParseInt(n.String(), 10, 64)
-		if err != nil || reflect.New(t).Elem().OverflowInt(i) {
-			return &DecodeError{Field: path, Reason: fmt.Sprintf("%s is not an integer that fits %s", n, t.Kind())}
-		}
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		n, ok := v.(json.Number)
-		if !ok {
-			return wrongType("an integer")
-		}
-		u, err := strconv.ParseUint(n.String(), 10, 64)
-		if err != nil || reflect.New(t).Elem().OverflowUint(u) {
-			return &DecodeError{Field: path, Reason: fmt.Sprintf("%s is not a non-negative integer that fits %s", n, t.Kind())}
+		} else if n, ok := v.(json.Number); !ok {
+			return wrongType()
+		} else if json.Unmarshal([]byte(n), reflect.New(t).Interface()) != nil {
+			return &DecodeError{Field: path, Reason: fmt.Sprintf("%s is not %s that fits %s", clip(n.String()), jsonTypes[t.Kind()], t.Kind())}
 		}
 	}
 	return nil
 }
 
-// jsonKind names the JSON type of a decoded value.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "an array"
-	case string:
-		return "a string"
-	case json.Number:
-		return "a number"
-	case bool:
-		return "a boolean"
-	}
-	return fmt.Sprintf("%T", v)
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// jsonTypes name the JSON value that the kinds of Config's fields decode from.
+var jsonTypes = map[reflect.Kind]string{
+	reflect.Struct: "an object", reflect.Map: "an object", reflect.Slice: "an array", reflect.String: "a string",
+	reflect.Bool: "true or false", reflect.Int32: "an integer", reflect.Int64: "an integer",
+	reflect.Uint32: "a non-negative integer", reflect.Uint64: "a non-negative integer",
+}
+
+// jsonKinds name the JSON type of a decoded value.
+var jsonKinds = map[reflect.Type]string{
+	reflect.TypeFor[map[string]any](): "an object", reflect.TypeFor[[]any](): "an array",
+	reflect.TypeFor[string](): "a string", reflect.TypeFor[json.Number](): "a number", reflect.TypeFor[bool](): "a boolean",
 }
 
 func jsonFields(t reflect.Type) map[string]reflect.StructField {
@@ -349,4 +450,51 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
+}
+
+// clip cuts a key or value of the input that an error echoes to 32 bytes,
+// its unprintable runes replaced: enough to find it in the file, but not
+// the whole line of a file that is no pod config (a password hash, in a
+// shadow file).
+func clip(s string) string {
+	const limit = 32
+	var b strings.Builder
+	for i, r := range s {
+		if i+utf8.RuneLen(r) > limit {
+			b.WriteString("…")
+			break
+		}
+		if !strconv.IsPrint(r) {
+			r = utf8.RuneError
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// libMessage is a library's error message on one line, with each value it
+// quotes (a key, an enum's value) clipped, and cut short: YAML's lists
+// every duplicate key.
+func libMessage(err error) string {
+	var b strings.Builder
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	for {
+		i := strings.IndexAny(msg, "\"'")
+		if i < 0 {
+			break
+		}
+		j := i + 1 // to the closing quote, past escaped ones
+		for ; j < len(msg) && msg[j] != msg[i]; j++ {
+			if msg[j] == '\\' {
+				j++
+			}
+		}
+		j = min(j, len(msg))
+		b.WriteString(msg[:i+1] + clip(msg[i+1:j]) + msg[j:min(j+1, len(msg))])
+		msg = msg[min(j+1, len(msg)):]
+	}
+	if msg = b.String() + msg; len(msg) > 256 {
+		msg = strings.ToValidUTF8(msg[:256], "") + "…"
+	}
+	return msg
 }

@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -399,6 +405,7 @@ func TestDecodeConfigSizeLimit(t *testing.T) {
 
 	de := requireDecodeError(t, func() error { _, err := sandbox.DecodeConfig([]byte(exact + " ")); return err }(), "")
 	assert.Contains(t, de.Reason, "4194304")
+	assert.Equal(t, maxConfigSize, sandbox.MaxConfigSize)
 }
 
 func TestDecodeConfigEmptyObjectIsNotValidated(t *testing.T) {
@@ -426,7 +433,10 @@ func TestLoadConfig(t *testing.T) {
 	t.Run("a directory", func(t *testing.T) {
 		c, err := sandbox.LoadConfig(dir)
 		assert.Nil(t, c)
-		require.Error(t, err)
+		require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+		var de *sandbox.DecodeError
+		require.ErrorAs(t, err, &de)
+		assert.Equal(t, dir, de.File)
 	})
 
 	for name, content := range map[string]struct{ data, field string }{
@@ -459,49 +469,89 @@ func TestLoadConfig(t *testing.T) {
 	})
 }
 
-// LoadConfig must stop reading once the input is over the size limit: a
-// pod config can come from a pipe (/dev/stdin) or a device, whose size is
-// not known up front, and reading it all first holds any amount of memory
-// (forever, for /dev/zero).
-func TestLoadConfigStopsReadingAtTheLimit(t *testing.T) {
-	fifo := filepath.Join(t.TempDir(), "pod.json")
+// LoadConfig refuses what is not a regular file: typed, without blocking
+// (a FIFO without a writer blocked its open forever) and without reading
+// from it (it read a FIFO until its writer closed, and /dev/zero to the
+// size limit).
+func TestLoadConfigRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pod.json")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	lone := filepath.Join(dir, "lone.json") // a FIFO that nobody writes to
+	require.NoError(t, syscall.Mkfifo(lone, 0o600))
+	// A FIFO with a config waiting in it, and its writer still there (opening
+	// it read-write does not wait for a reader).
+	rw, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer rw.Close()
+	_, err = rw.WriteString("{}")
+	require.NoError(t, err)
+	// A socket (its path short enough for a sockaddr_un).
+	sockDir, err := os.MkdirTemp("", "pod")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "s")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer l.Close()
 
-	const feed = 64 << 20 // what the writer offers at most
-	written := make(chan int64, 1)
-	go func() {
-		var n int64
-		defer func() { written <- n }()
-		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-		if err != nil {
-			return
+	paths := map[string]string{"FIFO with a writer": fifo, "FIFO without a writer": lone, "directory": dir, "socket": sock}
+	for _, dev := range []string{"/dev/zero", "/dev/null"} {
+		if _, err := os.Stat(dev); err == nil {
+			paths[dev] = dev
 		}
-		defer w.Close()
-		chunk := bytes.Repeat([]byte(" "), 64<<10)
-		copy(chunk, "{}")
-		for n < feed {
-			m, err := w.Write(chunk)
-			n += int64(m)
-			if err != nil {
-				return // the reader is gone (EPIPE)
-			}
-		}
-	}()
-
-	c, err := sandbox.LoadConfig(fifo)
-	assert.Nil(t, c)
-	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-	var de *sandbox.DecodeError
-	require.ErrorAs(t, err, &de)
-	assert.Equal(t, fifo, de.File)
-
-	// Unblock a writer still waiting for a reader, should LoadConfig not
-	// have opened the file at all.
-	if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-		r.Close()
 	}
-	n := <-written
-	assert.Less(t, n, int64(2*maxConfigSize), "LoadConfig read %d bytes of a pipe before refusing it; the limit is %d", n, maxConfigSize)
+	for name, path := range paths {
+		t.Run(name, func(t *testing.T) {
+			type result struct {
+				c   *sandbox.Config
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				c, err := sandbox.LoadConfig(path)
+				done <- result{c, err}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("LoadConfig(%s) blocks", path) // and its goroutine stays blocked
+			}
+			assert.Nil(t, r.c)
+			require.ErrorIs(t, r.err, sandbox.ErrInvalidConfig)
+			var de *sandbox.DecodeError
+			require.ErrorAs(t, r.err, &de)
+			assert.Equal(t, path, de.File)
+			assert.Contains(t, de.Reason, "not a regular file")
+		})
+	}
+
+	// The config is still in the FIFO, for its reader.
+	require.NoError(t, rw.SetReadDeadline(time.Now().Add(5*time.Second)))
+	buf := make([]byte, 2)
+	_, err = io.ReadFull(rw, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(buf))
+}
+
+// Reading standard input (crictl's "-") is the caller's: it reads at most
+// MaxConfigSize+1 bytes and decodes them.
+func TestDecodeConfigFromAPipe(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "pod-config.yaml"))
+	require.NoError(t, err)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	go func() {
+		defer w.Close()
+		w.Write(data)
+	}()
+	in, err := io.ReadAll(io.LimitReader(r, sandbox.MaxConfigSize+1))
+	require.NoError(t, err)
+	c, err := sandbox.DecodeConfig(in)
+	require.NoError(t, err)
+	assert.Equal(t, crictlPod(), c)
 }
 
 // A JSON object with a key twice must not decode to something the field
@@ -548,6 +598,11 @@ func TestDecodeConfigRefusesDuplicateKeys(t *testing.T) {
 		`{"port_mappings":[{"host_port":1},{"host_port":1,"host_port":2}]}`:    "port_mappings[1].host_port",
 		`{"labels":{"a":"1","b":"2","a":"3"}}`:                                 `labels["a"]`,
 		`{"dns_config":{"servers":["1.1.1.1"]},"labels":{},"dns_config":null}`: "dns_config",
+		// The value replaced is of the wrong type, or has a duplicate inside.
+		`{"metadata":{"name":1},"metadata":{}}`:                    "metadata",
+		`{"labels":{"a":{"b":1,"b":2}},"labels":{}}`:               "labels",
+		`{"linux":{"sysctls":{"a.b":"1","a.b":"2"}}}`:              `linux.sysctls["a.b"]`,
+		`{"port_mappings":[{},{"protocol":"x","protocol":"TCP"}]}`: "port_mappings[1].protocol",
 	} {
 		_, err := sandbox.DecodeConfig([]byte(in))
 		requireDecodeError(t, err, field, in)
@@ -556,4 +611,218 @@ func TestDecodeConfigRefusesDuplicateKeys(t *testing.T) {
 	_, err := sandbox.DecodeConfig([]byte("metadata:\n  name: a\n  name: b\n"))
 	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
 	assert.Contains(t, err.Error(), "already")
+}
+
+// allocated returns the bytes that f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// fill repeats unit between prefix and suffix to about size bytes.
+func fill(prefix, unit, suffix string, size int) string {
+	return prefix + strings.Repeat(unit, (size-len(prefix)-len(suffix))/len(unit)) + suffix
+}
+
+// Deep nesting is refused before any parser allocates per level: it cost
+// memory in the square of the depth (80 KB of "[" in labels took 4 GB, 2 MB
+// was killed for want of memory).
+func TestDecodeConfigDeepNesting(t *testing.T) {
+	const n = 100000
+	for name, in := range map[string]string{
+		"JSON arrays":        `{"labels":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`,
+		"JSON objects":       strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n),
+		"JSON unclosed":      `{"labels":` + strings.Repeat("[", n),
+		"JSON, 2 MB":         `{"labels":` + strings.Repeat("[", 1<<20-6) + strings.Repeat("]", 1<<20-6) + `}`,
+		"YAML flow":          "labels: " + strings.Repeat("[", n) + strings.Repeat("]", n),
+		"YAML flow mappings": "labels: " + strings.Repeat("{a: ", n) + "1" + strings.Repeat("}", n),
+		"YAML flow unclosed": "labels: " + strings.Repeat("[", n),
+		"YAML block":         "labels:\n" + strings.Repeat("- ", n) + "x\n",
+		"YAML, 2 MB":         "labels: " + strings.Repeat("[", 1<<20-6) + strings.Repeat("]", 1<<20-6),
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := []byte(in)
+			var err error
+			n := allocated(func() { _, err = sandbox.DecodeConfig(data) })
+			requireDecodeError(t, err, "")
+			assert.Less(t, n, uint64(64<<10), "DecodeConfig allocated %d bytes", n)
+		})
+	}
+
+	// The bound is 32 levels, the top-level object included.
+	_, err := sandbox.DecodeConfig([]byte(`{"labels":{"a":` + strings.Repeat("[", 30) + strings.Repeat("]", 30) + `}}`))
+	de := requireDecodeError(t, err, `labels["a"]`)
+	assert.NotContains(t, de.Reason, "nested")
+	_, err = sandbox.DecodeConfig([]byte(`{"labels":{"a":` + strings.Repeat("[", 31) + strings.Repeat("]", 31) + `}}`))
+	de = requireDecodeError(t, err, "")
+	assert.Contains(t, de.Reason, "nested more than 32 levels")
+	// Brackets in strings are not nesting.
+	c, err := sandbox.DecodeConfig([]byte(`{"labels":{"a":"` + strings.Repeat(`[{\"\\`, n) + `"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, strings.Repeat(`[{"\`, n), c.Labels["a"])
+
+	// YAML nested within the YAML bounds is parsed, then refused.
+	var indented strings.Builder
+	for i := range 1000 {
+		indented.WriteString(strings.Repeat(" ", i) + "a:\n")
+	}
+	for name, in := range map[string]string{
+		"flow":        "labels: " + strings.Repeat("[", 8000) + strings.Repeat("]", 8000),
+		"indentation": indented.String(),
+	} {
+		data := []byte(in)
+		n := allocated(func() { _, err = sandbox.DecodeConfig(data) })
+		de := requireDecodeError(t, err, "", name)
+		assert.Contains(t, de.Reason, "nested", name)
+		assert.Less(t, n, uint64(50<<20), "%s: DecodeConfig allocated %d bytes", name, n)
+	}
+}
+
+// Whatever its shape, a config under the size limit decodes, or is refused,
+// in under 50 MB. A YAML node costs hundreds of bytes, an alias can expand
+// to a hundred thousand nodes, and a JSON value tens of bytes.
+func TestDecodeConfigCostIsBounded(t *testing.T) {
+	var labels, yamlLabels strings.Builder
+	labels.WriteString(`{"labels":{`)
+	for i := range 8000 {
+		fmt.Fprintf(&labels, `"%d%s":"%s",`, i, strings.Repeat("k", 240), strings.Repeat("v", 240))
+	}
+	labels.WriteString(`"k":"v"}}`)
+	yamlLabels.WriteString("labels:\n")
+	for i := range 8000 {
+		fmt.Fprintf(&yamlLabels, "  %d: x\n", i)
+	}
+	aliases := "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+	for _, c := range "bcdefgh" {
+		aliases += fmt.Sprintf("%c: &%c [%s*%c]\n", c, c, strings.Repeat("*"+string(c-1)+",", 9), c-1)
+	}
+	for name, tc := range map[string]struct {
+		in      string
+		refused string // what the reason mentions, if it is refused
+	}{
+		"JSON list of 2M numbers":      {fill(`{"linux":{"security_context":{"supplemental_groups":[`, "0,", "0]}}}", maxConfigSize), "16384 values"},
+		"JSON list of 1.4M strings":    {fill(`{"dns_config":{"servers":[`, `"",`, `""]}}`, maxConfigSize), "16384 values"},
+		"JSON list of 16000 numbers":   {fill(`{"linux":{"security_context":{"supplemental_groups":[`, "0,", "0]}}}", 32000), ""},
+		"JSON 8000 labels of 500 B":    {labels.String(), ""},
+		"JSON string of 4 MB":          {fill(`{"labels":{"a":"`, "x", `"}}`, maxConfigSize), ""},
+		"JSON string of 4 MB, escaped": {fill(`{"labels":{"a":"`, `\u00e9`, `"}}`, maxConfigSize), ""},
+		"JSON 4 MB of the wrong type":  {fill(`{"labels":{"a":["`, "x", `"]}}`, maxConfigSize), "must be a string"},
+		"JSON 16000 duplicate keys":    {fill(`{"labels":{`, `"a":"",`, `"a":""}}`, 7*16000), "duplicate key"},
+		"YAML list of 2M numbers":      {fill("linux: {security_context: {supplemental_groups: [", "0,", "0]}}", maxConfigSize), "1048576 bytes"},
+		"YAML list of 500k numbers":    {fill("linux: {security_context: {supplemental_groups: [", "0,", "0]}}", 1<<20), "8192 of the bytes"},
+		"YAML list of 8000 numbers":    {fill("linux: {security_context: {supplemental_groups: [", "0,", "0]}}", 16000), ""},
+		"YAML 8000 labels":             {yamlLabels.String(), ""},
+		"YAML string of 1 MB":          {fill(`labels: {a: "`, "x", `"}`, 1<<20), ""},
+		"YAML block scalar of 1 MB":    {fill("labels:\n  a: |\n", "    "+strings.Repeat("x", 60)+"\n", "", 1<<20), ""},
+		"YAML 4000 mappings":           {fill("labels: [", "{a},", "{a}]", 16000), "must be an object"},
+		"YAML aliases":                 {aliases, "aliases"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := []byte(tc.in)
+			require.LessOrEqual(t, len(data), maxConfigSize)
+			var err error
+			n := allocated(func() { _, err = sandbox.DecodeConfig(data) })
+			if tc.refused == "" {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+				assert.Contains(t, decodeErrOf(err).Reason, tc.refused)
+			}
+			assert.Less(t, n, uint64(50<<20), "DecodeConfig allocated %d bytes", n)
+		})
+	}
+}
+
+// Anchors and aliases are refused, not expanded; an & or a * alone is data.
+func TestDecodeConfigYAMLAliases(t *testing.T) {
+	for _, in := range []string{
+		"annotations: &a {a: b}\nlabels: *a\n",
+		"linux:\n  overhead: &r {cpu_shares: 2}\n  resources:\n    <<: *r\n",
+		"\xef\xbb\xbf*a: &a x\n",
+	} {
+		_, err := sandbox.DecodeConfig([]byte(in))
+		de := requireDecodeError(t, err, "", in)
+		assert.Contains(t, de.Reason, "aliases", in)
+	}
+	c, err := sandbox.DecodeConfig([]byte("annotations:\n  a: Tom & Jerry\n  b: '*.example.com'\n  c: x*y&z\n"))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"a": "Tom & Jerry", "b": "*.example.com", "c": "x*y&z"}, c.Annotations)
+}
+
+// A second YAML document is found without a parser, wherever a line starts.
+func TestDecodeConfigYAMLDocuments(t *testing.T) {
+	for name, in := range map[string]string{
+		"empty second document":     "metadata: {name: a}\n---\n",
+		"after an end marker":       "metadata: {name: a}\n...\nlinux: {}\n",
+		"end and start":             "metadata: {name: a}\n...\n---\nlinux: {}\n",
+		"two starts":                "---\nmetadata: {name: a}\n--- {}\n",
+		"carriage returns":          "metadata: {name: a}\r---\rlinux: {}\r",
+		"next lines (U+0085)":       "metadata: {name: a}\u0085---\u0085linux: {}",
+		"line separators (U+2028)":  "metadata: {name: a}\u2028---\u2028linux: {}",
+		"marker then tab":           "metadata: {name: a}\n---\t{}\n",
+		"marker in a quoted string": "hostname: \"a\n---\nb\"\n",
+		"UTF-16":                    "\xff\xfem\x00:\x00 \x00{\x00}\x00",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := sandbox.DecodeConfig([]byte(in))
+			assert.Nil(t, c)
+			requireDecodeError(t, err, "")
+		})
+	}
+	for name, in := range map[string]string{
+		"start marker":            "---\nhostname: a\n",
+		"start and end markers":   "# pod\n---\nhostname: a\n...\n# end\n",
+		"directive":               "%YAML 1.1\n---\nhostname: a\n",
+		"byte order mark":         "\xef\xbb\xbf---\nhostname: a\n",
+		"dashes in a scalar":      "hostname: a\nannotations:\n  a: |\n    ---\n    ...\n  b: ---x\n",
+		"dashes after indent":     "hostname: a\nannotations:\n  a: >\n   --- x\n",
+		"marker-like in a string": "annotations: {a: \"--- \"}\nhostname: a\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := sandbox.DecodeConfig([]byte(in))
+			require.NoError(t, err)
+			assert.Equal(t, "a", c.Hostname)
+		})
+	}
+}
+
+// What an error echoes of the input is cut to a short, printable prefix:
+// given a shadow file, it echoed a whole line, password hash included.
+func TestDecodeErrorEchoesAShortPrintablePrefix(t *testing.T) {
+	hash := "$y$j9T$PKdDWBqQpGzgLmm8KTvmL.$" + strings.Repeat("Q7xkz3vBd0", 4) + "abc"
+	shadow := filepath.Join(t.TempDir(), "shadow")
+	require.NoError(t, os.WriteFile(shadow, []byte("root:"+hash+":19500:0:99999:7:::\ndaemon:*:19500:0:99999:7:::\n"), 0o600))
+	_, err := sandbox.LoadConfig(shadow)
+	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	assert.NotContains(t, err.Error(), hash[len(hash)-40:])
+
+	long := strings.Repeat("x", 1000)
+	for _, in := range []string{
+		"root:" + hash + ":19500:0:99999:7:::\n",
+		`{"` + long + `":1}`,
+		`{"metadata":{"` + long + `":1}}`,
+		`{"a\u001b[31m` + long + `":1}`,
+		`{"labels":{"` + long + `":1}}`,
+		`{"labels":{"` + long + `":"","` + long + `":""}}`,
+		`{"port_mappings":[{"protocol":"` + long + `"}]}`,
+		`{"port_mappings":[{"protocol":"\u001b[31m"}]}`,
+		`{"metadata":{"attempt":` + strings.Repeat("9", 1000) + `}}`,
+		"labels:\n  " + long + ": a\n  " + long + ": b\n",
+		"labels: *" + long + "\n",
+		"labels: {" + strings.Repeat("a: 1, ", 3000) + "}\n",
+		"linux: {security_context: {namespace_options: {network: " + long + "}}}\n",
+	} {
+		_, err := sandbox.DecodeConfig([]byte(in))
+		de := decodeErrOf(err)
+		require.ErrorIs(t, err, sandbox.ErrInvalidConfig, in)
+		msg := de.Error()
+		assert.NotContains(t, msg, strings.Repeat("x", 33), in)
+		assert.NotContains(t, msg, "999999999999999999999999999999999", in)
+		assert.Less(t, len(de.Field), 64, in)
+		assert.Less(t, len(msg), 400, in)
+		assert.True(t, strings.IndexFunc(msg, func(r rune) bool { return !strconv.IsPrint(r) }) < 0, "%q", msg)
+	}
 }

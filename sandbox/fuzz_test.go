@@ -1,14 +1,19 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	yaml "go.yaml.in/yaml/v2"
 
 	"github.com/podsmith/podsmith/dns"
 	"github.com/podsmith/podsmith/sandbox"
@@ -33,11 +38,29 @@ func FuzzDecodeConfig(f *testing.F) {
 		"labels:\n  a: yes\n", "port_mappings:\n- {protocol: SCTP}\n", "{\"a\":1}]", "\xef\xbb\xbf{}",
 		`{"metadata":{"name":"a"},"metadata":{"uid":"b"}}`, `{"hostname":"\u00e9\ud800"}`,
 		"x: &a [*a]\n", "a: 1e400\n", `{"metadata":{"attempt":1e2}}`,
+		// Deep, wide, aliased, several documents, echoed values.
+		`{"labels":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "}",
+		strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40),
+		`{"labels":{"a":` + strings.Repeat("[", 31) + strings.Repeat("]", 31) + "}}",
+		"labels: " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000),
+		"labels: " + strings.Repeat("{a: ", 40) + "1" + strings.Repeat("}", 40),
+		"labels:\n" + strings.Repeat("- ", 40) + "x\n",
+		"a:\n b:\n  c:\n   d:\n    e:\n     f:\n      g: [[[[[[[[[[[[[[[[[[[[[[[[[[[x]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+		`{"linux":{"security_context":{"supplemental_groups":[` + strings.Repeat("0,", 2000) + "0]}}}",
+		"a: &a [x,x,x,x]\nb: &b [*a,*a,*a,*a]\nc: [*b,*b,*b,*b]\n", "labels: {a: Tom & Jerry, b: '*x'}\n",
+		"hostname: a\n...\nlinux: {}\n", "hostname: a\u0085---\u0085linux: {}", "hostname: \"a\n---\nb\"\n",
+		"%YAML 1.1\n---\nhostname: a\n...\n# x\n", "hostname: a\n\ufeff---\nlinux: {}\n", "a: |\n  ---\n  ...\nb: ---x\n",
+		"\xff\xfeh\x00:\x00 \x00a\x00", "root:$6$salt$" + strings.Repeat("h", 86) + ":19500:0:99999:7:::\n",
+		`{"labels":{"a\u001b[31m":1}}`, `{"port_mappings":[{"protocol":"` + strings.Repeat("x", 100) + `"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := sandbox.DecodeConfig(data)
+		var c *sandbox.Config
+		var err error
+		if n := allocated(func() { c, err = sandbox.DecodeConfig(data) }); n > 50<<20 {
+			t.Fatalf("DecodeConfig of %d bytes allocated %d bytes", len(data), n)
+		}
 		if err != nil {
 			var de *sandbox.DecodeError
 			if !errors.As(err, &de) || !errors.Is(err, sandbox.ErrInvalidConfig) || de.Reason == "" {
@@ -46,10 +69,23 @@ func FuzzDecodeConfig(f *testing.F) {
 			if c != nil {
 				t.Fatalf("DecodeConfig returned a config with an error")
 			}
+			// What it echoes of the input is short and printable.
+			if msg := de.Error(); len(msg) > 512 || strings.IndexFunc(msg, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 {
+				t.Fatalf("DecodeConfig error is long or unprintable: %q", msg)
+			}
 			return
 		}
 		if c == nil {
 			t.Fatal("DecodeConfig returned neither a config nor an error")
+		}
+		// YAML it decodes is one document to the parser too: the converter
+		// would have dropped any other.
+		if in := bytes.TrimSpace(data); in[0] != '{' {
+			dec := yaml.NewDecoder(bytes.NewReader(in))
+			var doc any
+			if err := dec.Decode(&doc); err != nil || !errors.Is(dec.Decode(&doc), io.EOF) {
+				t.Fatalf("DecodeConfig decoded YAML that is not one document: %v", err)
+			}
 		}
 		out, err := json.Marshal(c)
 		if err != nil {
