@@ -37,13 +37,26 @@ func mountPointDir(what, path string, mode os.FileMode) (created bool, err error
 	return true, nil
 }
 
+// onDir runs fn with a path that names the directory path without following
+// a symlink there (a /proc/self/fd path of an O_PATH descriptor): a
+// symlink planted at path after mountPointDir made it fails, instead of
+// taking the mount where it points.
+func onDir(path string, fn func(target string) error) error {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	return fn("/proc/self/fd/" + strconv.Itoa(fd))
+}
+
 func mountShm(path string, size int64, mountLabel string) error {
 	created, err := mountPointDir("shm", path, 0o700)
 	if err != nil {
 		return err
 	}
 	data := label.FormatMountLabel("mode=1777,size="+strconv.FormatInt(size, 10), mountLabel)
-	if err := unix.Mount("shm", path, "tmpfs", shmFlags, data); err != nil {
+	if err := onDir(path, func(target string) error { return unix.Mount("shm", target, "tmpfs", shmFlags, data) }); err != nil {
 		if created {
 			_ = os.Remove(path)
 		}
@@ -60,7 +73,7 @@ func bindReadOnly(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+	if err := onDir(dst, func(target string) error { return unix.Mount(src, target, "", unix.MS_BIND, "") }); err != nil {
 		if created {
 			_ = os.Remove(dst)
 		}
@@ -104,5 +117,8 @@ func isMountPoint(path string) (bool, error) {
 	return mounted, err
 }
 
-// remount makes a bind read-only; a variable so tests can make it fail.
-var remount = func(dst string) error { return unix.Mount("", dst, "", bindFlags, "") }
+// remount makes a bind read-only (the mount on dst, reached without
+// following a symlink); a variable so tests can make it fail.
+var remount = func(dst string) error {
+	return onDir(dst, func(target string) error { return unix.Mount("", target, "", bindFlags, "") })
+}

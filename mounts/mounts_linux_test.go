@@ -283,3 +283,22 @@ func TestBindReadOnlyFailures(t *testing.T) {
 }
 
 var defaultRemount = remount
+
+// A symlink where a mount point should be is refused: the mount never
+// lands where it points.
+func TestMountsRefuseASymlinkedMountPoint(t *testing.T) {
+	privileged(t)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	require.NoError(t, os.Mkdir(target, 0o755))
+	link := filepath.Join(dir, "link")
+	require.NoError(t, os.Symlink(target, link))
+	_, err := MountShm(link, ShmOptions{Size: 1 << 20})
+	require.ErrorIs(t, err, unix.ENOTDIR, "O_NOFOLLOW|O_DIRECTORY on a symlink")
+	src := filepath.Join(dir, "src")
+	require.NoError(t, os.Mkdir(src, 0o755))
+	require.ErrorIs(t, BindReadOnly(src, link), unix.ENOTDIR)
+	mounted, err := IsMountPoint(target)
+	require.NoError(t, err)
+	assert.False(t, mounted, "nothing mounted through the link")
+}

@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/mounts"
 	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/oci"
 	"github.com/podsmith/podsmith/spec"
 )
 
@@ -159,23 +161,25 @@ func TestPauseBundleRuns(t *testing.T) {
 				t.Cleanup(func() { assert.NoError(t, os.RemoveAll(filepath.Join(root, "rootfs"))) })
 				sb := build(t, root, rootfs, v)
 
-				pid, err := rt.Create(sb.id, sb.bundle)
+				ctx := context.Background()
+				pid, err := rt.Create(ctx, sb.id, sb.bundle)
 				require.NoError(t, err)
 				lc.TrackProcess(pid)
 				stopped := false
 				t.Cleanup(func() {
 					if !stopped {
-						assert.NoError(t, rt.Stop(sb.id, pid))
+						assert.NoError(t, testutil.RemoveContainer(rt, sb.id))
 					}
+					assert.NoError(t, os.Remove(filepath.Join(sb.bundle, oci.PidFile)))
 				})
 				w, err := testutil.NewExecWatcher()
 				require.NoError(t, err)
 				defer w.Close()
-				require.NoError(t, rt.Start(sb.id))
+				require.NoError(t, rt.Start(ctx, sb.id))
 				require.NoError(t, w.Wait(pid, time.Minute), "the pause process exec'd")
 				checkInside(t, sb, pid)
 
-				require.NoError(t, rt.Stop(sb.id, pid))
+				require.NoError(t, testutil.RemoveContainer(rt, sb.id))
 				stopped = true
 				assert.NoFileExists(t, fmt.Sprintf("/proc/%d/stat", pid), "the pause process is gone and reaped")
 				dirs, err := testutil.CgroupDirs(sb.cgroupsPath)
@@ -335,14 +339,14 @@ func BenchmarkRuntime(b *testing.B) {
 				require.NoError(b, unix.Getrusage(unix.RUSAGE_CHILDREN, &before))
 				for b.Loop() {
 					id := randomID(b)[:16]
-					pid, err := rt.Create(id, bundle)
-					if err != nil {
+					ctx := context.Background()
+					if _, err := rt.Create(ctx, id, bundle); err != nil {
 						b.Fatal(err)
 					}
-					if err := rt.Start(id); err != nil {
+					if err := rt.Start(ctx, id); err != nil {
 						b.Fatal(err)
 					}
-					if err := rt.Stop(id, pid); err != nil {
+					if err := testutil.RemoveContainer(rt, id); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -23,6 +23,11 @@ type Leaks struct {
 	// Ignore lists paths under Roots that the test expects to remain,
 	// with everything under them (a shared pause rootfs, say).
 	Ignore []string
+	// CgroupParent is a cgroup parent unique to the test (as a
+	// cgroupfs-style path, "/podsmith-test-1234"): at the end no cgroup
+	// may be left below it, in any hierarchy. The parent itself may stay
+	// (runtimes make it); the check's cleanup removes it.
+	CgroupParent string
 	// Skeleton lists directories that may be created during the test and
 	// remain (a tool's base directories): only these exact paths, and
 	// only as directories.

@@ -119,6 +119,12 @@ func (lc *LeakCheck) check(repair bool) string {
 	}
 	msg.WriteString(report("processes", alive))
 
+	cgroups, err := lc.cgroupsBelow()
+	if err != nil {
+		fail(err)
+	}
+	msg.WriteString(report("cgroups", cgroups))
+
 	if repair {
 		// Undo mounts first (deepest first) so the file walk and the
 		// test's own RemoveAll can see and remove what is under them.
@@ -135,6 +141,10 @@ func (lc *LeakCheck) check(repair bool) string {
 		}
 		for _, p := range alive {
 			killProcess(p)
+		}
+		sortDeepestFirst(cgroups)
+		for _, c := range cgroups {
+			removeCgroupDir(c)
 		}
 	}
 
@@ -156,6 +166,48 @@ func (lc *LeakCheck) check(repair bool) string {
 	}
 	msg.WriteString(report("files", leakedFiles))
 	return msg.String()
+}
+
+// cgroupsBelow lists the cgroup directories below the test's cgroup
+// parent, in every hierarchy.
+func (lc *LeakCheck) cgroupsBelow() ([]string, error) {
+	if lc.opts.CgroupParent == "" {
+		return nil, nil
+	}
+	dirs, err := CgroupDirs(lc.opts.CgroupParent)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if e.IsDir() && p != d {
+				out = append(out, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// removeCgroupDir kills what is in a leaked cgroup and removes it (test
+// repair only).
+func removeCgroupDir(dir string) {
+	if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+		for _, pid := range strings.Fields(string(b)) {
+			killProcess(pid)
+		}
+	}
+	_ = unix.Rmdir(dir)
 }
 
 func (lc *LeakCheck) roots() []string {

@@ -1,58 +1,86 @@
 package testutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/oci"
 )
 
-// Runtime drives an OCI runtime (runc or crun) for tests, with its state
-// under the test's own temp dir, never the runtime's default state dir.
-type Runtime struct {
-	Name string // "runc" or "crun"
-	Bin  string // what to run: the binary, or the crun wrapper (see CrunWrapper)
-	Root string // the runtime's --root
-	logs string
+// NewRuntime returns podsmith's driver of the OCI runtime called name
+// (runc or crun) made of RuntimeOptions.
+func NewRuntime(t testing.TB, name string) *oci.Runtime {
+	t.Helper()
+	o := RuntimeOptions(t, name)
+	if t.Skipped() {
+		return nil
+	}
+	r, err := oci.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
-// NewRuntime finds the runtime called name (a missing one skips the test,
-// or fails it under PODSMITH_REQUIRE_ROOT=1) and makes this process a child
-// subreaper, so that pause processes become its children when their runtime
-// exits and can be waited for.
-func NewRuntime(t testing.TB, name string) *Runtime {
+// RuntimeOptions are the options of the OCI runtime called name (runc or
+// crun) for a test, with its state under the test's own temp dir, never
+// the runtime's default state dir. A missing runtime skips the test, or
+// fails it under PODSMITH_REQUIRE_ROOT=1. It makes this process a child
+// subreaper, so that pause processes become its children when their
+// runtime exits and are reaped (oci's Wait reaps them). On a hybrid
+// cgroup host crun runs through CrunWrapper.
+func RuntimeOptions(t testing.TB, name string) oci.Options {
 	t.Helper()
-	bins := RequireBinaries(t, name)
-	if bins == nil {
-		return nil
+	if RequireBinaries(t, name) == nil {
+		return oci.Options{}
 	}
 	if err := BecomeSubreaper(); err != nil {
 		t.Fatalf("subreaper: %v", err)
 	}
-	dir := t.TempDir()
-	r := &Runtime{Name: name, Bin: bins[name], Root: filepath.Join(dir, "state"), logs: dir}
+	o, err := runtimeOptionsAt(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// RuntimeAt is NewRuntime outside a test (a crash test's child process):
+// the runtime's state and the crun wrapper go under dir.
+func RuntimeAt(dir, name string) (*oci.Runtime, error) {
+	o, err := runtimeOptionsAt(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return oci.New(o)
+}
+
+func runtimeOptionsAt(dir, name string) (oci.Options, error) {
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return oci.Options{}, err
+	}
 	if name == "crun" {
 		hybrid, err := HybridCgroups()
 		if err != nil {
-			t.Fatal(err)
+			return oci.Options{}, err
 		}
 		if hybrid {
-			w, err := CrunWrapper(dir, bins[name])
-			if err != nil {
-				t.Fatal(err)
+			if bin, err = CrunWrapper(dir, bin); err != nil {
+				return oci.Options{}, err
 			}
-			r.Bin = w
 		}
 	}
-	return r
+	return oci.Options{Runtime: bin, Root: filepath.Join(dir, name+"-state")}, nil
 }
 
 var subreaper = sync.OnceValue(func() error {
@@ -94,52 +122,6 @@ func CrunWrapper(dir, crun string) (string, error) {
 		return "", err
 	}
 	return p, nil
-}
-
-// Run runs the runtime with args after --root. Its standard streams go to
-// a file, not a pipe: a container started by create inherits them, and a
-// pipe would keep the caller waiting until the container exits.
-func (r *Runtime) Run(args ...string) error {
-	log, err := os.CreateTemp(r.logs, r.Name+"-*.log")
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	cmd := exec.Command(r.Bin, append([]string{"--root", r.Root}, args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
-		out, _ := os.ReadFile(log.Name())
-		return fmt.Errorf("%s %s: %w: %s", r.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// Create creates container id from bundle and returns its init PID.
-func (r *Runtime) Create(id, bundle string) (int, error) {
-	pidFile := filepath.Join(r.logs, id+".pid")
-	if err := r.Run("create", "--bundle", bundle, "--pid-file", pidFile, id); err != nil {
-		return 0, err
-	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
-}
-
-// Start starts a created container.
-func (r *Runtime) Start(id string) error { return r.Run("start", id) }
-
-// Stop kills the container's init with SIGKILL, waits for it to exit and
-// deletes the container: what a shim does (runc 1.1's `delete -f` sleeps
-// 100 ms before it first checks).
-func (r *Runtime) Stop(id string, pid int) error {
-	killErr := r.Run("kill", id, "KILL")
-	var waitErr error
-	if pid > 0 {
-		waitErr = WaitExit(pid)
-	}
-	return errors.Join(killErr, waitErr, r.Run("delete", id))
 }
 
 // WaitExit waits for process pid to exit, without polling: a child (a
@@ -214,4 +196,11 @@ func RemoveCgroup(rel, top string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RemoveContainer removes a container as sandbox's rollback does: kill,
+// wait (which reaps a pause that is this subreaper's child), delete.
+func RemoveContainer(r *oci.Runtime, id string) error {
+	ctx := context.Background()
+	return errors.Join(r.Kill(ctx, id, unix.SIGKILL), r.Wait(ctx, id), r.Delete(ctx, id))
 }

@@ -1,0 +1,375 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/owndir"
+)
+
+func lookPath(name string) (string, error) { return exec.LookPath(name) }
+
+// command returns the runtime command for args, after --root and the
+// global args.
+func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	all := append(append([]string{"--root", r.root}, r.args...), args...)
+	if ctx == nil {
+		return exec.Command(r.bin, all...)
+	}
+	return exec.CommandContext(ctx, r.bin, all...)
+}
+
+// run runs a runtime command that leaves no process behind (everything
+// but create), "<op> <id> <args>", and returns its standard output.
+func (r *Runtime) run(ctx context.Context, op, id string, args ...string) ([]byte, error) {
+	cmd := r.command(ctx, append([]string{op, id}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = time.Second
+	if err := cmd.Run(); err != nil {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%w)", err, cerr)
+		}
+		return nil, &Error{Runtime: r.name, Op: op, ID: id, Err: err, Output: cleanOutput(append(stderr.Bytes(), stdout.Bytes()...))}
+	}
+	return stdout.Bytes(), nil
+}
+
+// dir is the runtime's directory of container id.
+func (r *Runtime) dir(id string) string { return filepath.Join(r.root, id) }
+
+// has reports whether the runtime has a directory for container id.
+func (r *Runtime) has(id string) (bool, error) {
+	_, err := os.Lstat(r.dir(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (r *Runtime) state(ctx context.Context, id string) (specs.State, error) {
+	ok, err := r.has(id)
+	if err != nil {
+		return specs.State{}, &Error{Runtime: r.name, Op: "state", ID: id, Err: err}
+	}
+	if !ok {
+		return specs.State{}, fmt.Errorf("%s: %w", shortID(id), ErrNotExist)
+	}
+	out, err := r.run(ctx, "state", id)
+	if err != nil {
+		// Deleted meanwhile, or a create cut short before the runtime
+		// wrote its state: for the caller, no container.
+		if gone, _ := r.gone(id); gone {
+			return specs.State{}, fmt.Errorf("%s: %w", shortID(id), ErrNotExist)
+		}
+		return specs.State{}, err
+	}
+	var st specs.State
+	if err := json.Unmarshal(out, &st); err != nil {
+		return specs.State{}, &Error{Runtime: r.name, Op: "state", ID: id, Err: err}
+	}
+	return st, nil
+}
+
+// gone reports whether the runtime has no usable container id: no
+// directory, or one without a state file (runc's state.json, crun's
+// status), as a create killed early leaves.
+func (r *Runtime) gone(id string) (bool, error) {
+	ok, err := r.has(id)
+	if err != nil || !ok {
+		return !ok, err
+	}
+	for _, f := range []string{"state.json", "status"} {
+		if _, err := os.Lstat(filepath.Join(r.dir(id), f)); err == nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (r *Runtime) kill(ctx context.Context, id string, sig syscall.Signal) error {
+	if ok, err := r.has(id); err == nil && !ok {
+		return nil
+	}
+	_, err := r.run(ctx, "kill", id, strconv.Itoa(int(sig)))
+	if err == nil {
+		return nil
+	}
+	// Gone, or its process has exited: nothing to signal.
+	st, serr := r.state(ctx, id)
+	if errors.Is(serr, ErrNotExist) || serr == nil && (st.Status == specs.StateStopped || !alive(st.Pid)) {
+		return nil
+	}
+	return err
+}
+
+func (r *Runtime) wait(ctx context.Context, id string) error {
+	pidfd := r.takePidfd(id)
+	if pidfd == nil {
+		var err error
+		if pidfd, err = r.findPidfd(ctx, id); pidfd == nil || err != nil {
+			return err
+		}
+	}
+	if err := waitExit(ctx, pidfd); err != nil {
+		r.keepPidfd(id, pidfd) // still running: for the next Wait
+		return &Error{Runtime: r.name, Op: "wait", ID: id, Err: err}
+	}
+	reap(pidfd)
+	return pidfd.Close()
+}
+
+// findPidfd opens a pidfd of container id's running process, nil if it
+// has none.
+func (r *Runtime) findPidfd(ctx context.Context, id string) (*os.File, error) {
+	st, err := r.state(ctx, id)
+	if errors.Is(err, ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil || st.Pid <= 0 || st.Status == specs.StateStopped {
+		return nil, err
+	}
+	pidfd, err := openPidfd(st.Pid)
+	if errors.Is(err, unix.ESRCH) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &Error{Runtime: r.name, Op: "wait", ID: id, Err: err}
+	}
+	// The PID was read before the pidfd was opened: asked again, the
+	// runtime (which checks the process's start time) says whether the
+	// pidfd is of the container's process or of a newer one with its PID.
+	if st2, err := r.state(ctx, id); err != nil || st2.Pid != st.Pid || st2.Status == specs.StateStopped {
+		pidfd.Close()
+		return nil, nil
+	}
+	return pidfd, nil
+}
+
+// openPidfd opens a pidfd of process pid, non-blocking, in Go's poller.
+func openPidfd(pid int) (*os.File, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	return os.NewFile(uintptr(fd), "pidfd"), nil
+}
+
+// waitExit waits, in Go's poller, until a pidfd is readable (its process
+// has exited), or ctx ends.
+func waitExit(ctx context.Context, pidfd *os.File) error {
+	// A kept pidfd may carry the deadline of a Wait that gave up.
+	if err := pidfd.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = pidfd.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			perr = err
+			return true
+		}
+		return n > 0
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(err, perr)
+}
+
+// reap collects the exit status of a pidfd's process if it has exited and
+// is this process's child (a subreaper's pause); otherwise it does nothing.
+func reap(pidfd *os.File) {
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		var info unix.Siginfo
+		_ = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
+	})
+}
+
+// alive reports whether process pid exists and has not exited (a zombie
+// has).
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+func (r *Runtime) delete(ctx context.Context, id string) error {
+	gone, err := r.gone(id)
+	if err != nil {
+		return &Error{Runtime: r.name, Op: "delete", ID: id, Err: err}
+	}
+	if gone {
+		// Nothing, or only what a create killed early left: the directory
+		// without a state (and a cgroup, which the caller removes).
+		if err := os.RemoveAll(r.dir(id)); err != nil {
+			return &Error{Runtime: r.name, Op: "delete", ID: id, Err: err}
+		}
+		if pidfd := r.takePidfd(id); pidfd != nil {
+			reap(pidfd)
+			pidfd.Close()
+		}
+		return nil
+	}
+	_, err = r.run(ctx, "delete", id)
+	if err == nil {
+		if pidfd := r.takePidfd(id); pidfd != nil {
+			reap(pidfd)
+			pidfd.Close()
+		}
+		return nil
+	}
+	if gone, _ := r.gone(id); gone {
+		return r.delete(ctx, id) // deleted meanwhile
+	}
+	return err
+}
+
+// mkRoot makes the runtime's state dir, and refuses one that is not a
+// directory of its own, or whose parent is a symlink (planted there, it
+// would take the runtime's state elsewhere).
+func (r *Runtime) mkRoot() error {
+	if st, err := os.Lstat(filepath.Dir(r.root)); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		return &owndir.Error{Path: filepath.Dir(r.root), Reason: "is a symlink"}
+	}
+	return owndir.Make(r.root, 0o700)
+}
+
+// devNull opens /dev/null for a command's standard streams.
+func devNull() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_RDWR|unix.O_CLOEXEC, 0) }
+
+// anonymousFile is a file with no name, in dir, for a runtime's error
+// output: the container inherits it, and nothing need remove it.
+func anonymousFile(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		f, err := os.CreateTemp(dir, ".create-*.log")
+		if err != nil {
+			return nil, err
+		}
+		_ = os.Remove(f.Name())
+		return f, nil
+	}
+	return os.NewFile(uintptr(fd), "create.log"), nil
+}
+
+// createCommand is the runtime's create of id; its process gets SIGKILL
+// if its parent dies first.
+func (r *Runtime) createCommand(id, bundle string) *exec.Cmd {
+	cmd := r.command(nil, "create", "--bundle", bundle, "--pid-file", filepath.Join(bundle, PidFile), id)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// readPid reads the PID the runtime wrote into the bundle.
+func readPid(bundle string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, PidFile))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: %q is not a PID", filepath.Join(bundle, PidFile), b)
+	}
+	return pid, nil
+}
+
+func (r *Runtime) create(ctx context.Context, id, bundle string) (int, error) {
+	fail := func(err error, out []byte) (int, error) {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%w)", err, cerr)
+		}
+		return 0, &Error{Runtime: r.name, Op: "create", ID: id, Err: err, Output: cleanOutput(out)}
+	}
+	if err := r.mkRoot(); err != nil {
+		return fail(err, nil)
+	}
+	if r.mon != "" {
+		return r.createMonitored(ctx, id, bundle)
+	}
+	null, err := devNull()
+	if err != nil {
+		return fail(err, nil)
+	}
+	defer null.Close()
+	errOut, err := anonymousFile(r.root)
+	if err != nil {
+		return fail(err, nil)
+	}
+	defer errOut.Close()
+	cmd := r.createCommand(id, bundle)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, errOut
+	if err := startAndWait(ctx, cmd); err != nil {
+		out, _ := readAll(errOut)
+		return fail(err, out)
+	}
+	pid, err := readPid(bundle)
+	if err != nil {
+		return fail(err, nil)
+	}
+	r.adopt(id, pid)
+	return pid, nil
+}
+
+// adopt keeps a pidfd of a container's process that Create just made: it
+// waits for Start, so the PID is still its own.
+func (r *Runtime) adopt(id string, pid int) {
+	if pidfd, err := openPidfd(pid); err == nil {
+		r.keepPidfd(id, pidfd)
+	}
+}
+
+// startAndWait runs cmd, killing it when ctx ends. (exec.CommandContext
+// would do that too, but create's command is made before the context is
+// known in the monitor.)
+func startAndWait(ctx context.Context, cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	stop()
+	return err
+}
+
+func readAll(f *os.File) ([]byte, error) {
+	if _, err := f.Seek(0, 0); err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	_, err := b.ReadFrom(f)
+	return b.Bytes(), err
+}
