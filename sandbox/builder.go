@@ -23,6 +23,7 @@ import (
 	"github.com/podsmith/podsmith/dns"
 	"github.com/podsmith/podsmith/internal/atomicfile"
 	"github.com/podsmith/podsmith/internal/journal"
+	"github.com/podsmith/podsmith/internal/owndir"
 	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/spec"
 )
@@ -53,33 +54,40 @@ const (
 	// (CNI ADD; not for host-network pods; without a Network, loopback
 	// only, it does nothing).
 	StepNetwork Step = "network"
-	// StepSpec writes config.json and marks the sandbox built.
+	// StepSpec writes config.json. Without a Runtime, the sandbox is then
+	// built.
 	StepSpec Step = "spec"
+	// StepCreate creates the pause container (with a Runtime only).
+	StepCreate Step = "create"
+	// StepStart starts the pause container (with a Runtime only); the
+	// sandbox is then built.
+	StepStart Step = "start"
 )
 
 // Steps returns the steps of a Build in order.
 func Steps() []Step {
-	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepNetwork, StepSpec}
+	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepNetwork, StepSpec, StepCreate, StepStart}
 }
 
 // Journal operations. The undo ones name what to undo; the others record
 // the sandbox's life.
 const (
-	opBegin        = "begin"         // Data: sandboxRecord
-	opReleaseName  = "release-name"  // Path: the name link, Name: the ID it holds
-	opReleaseLabel = "release-label" // Name: the SELinux process label
-	opRemoveDir    = "remove-dir"    // Path
-	opUnmount      = "unmount"       // Path
-	opNetnsRemove  = "netns-remove"  // Path
-	opDetach       = "cni-del"       // Data: Attachment
-	opBuilt        = "built"         // Data: builtRecord
+	opBegin        = "begin"          // Data: sandboxRecord
+	opReleaseName  = "release-name"   // Path: the name link, Name: the ID it holds
+	opReleaseLabel = "release-label"  // Name: the SELinux process label
+	opRemoveDir    = "remove-dir"     // Path
+	opUnmount      = "unmount"        // Path
+	opNetnsRemove  = "netns-remove"   // Path
+	opDetach       = "cni-del"        // Data: Attachment
+	opRemovePause  = "runtime-delete" // Name: the container ID, Path: its cgroup dir
+	opBuilt        = "built"          // Data: builtRecord
 	opDestroying   = "destroying"
 	opUndone       = "undone" // Ref: the undone record's Seq
 )
 
 func isUndo(op string) bool {
 	switch op {
-	case opReleaseName, opReleaseLabel, opRemoveDir, opUnmount, opNetnsRemove, opDetach:
+	case opReleaseName, opReleaseLabel, opRemoveDir, opUnmount, opNetnsRemove, opDetach, opRemovePause:
 		return true
 	}
 	return false
@@ -158,18 +166,21 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 	if err := b.claim(true, false); err != nil {
 		return nil, err
 	}
+	// The Builder's own directories: a symlink planted at one of them
+	// would take every write below it elsewhere (owndir).
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
 	}{
 		{filepath.Join(o.StateDir, "journals"), 0o700},
 		{filepath.Join(o.StateDir, "names"), 0o700},
+		{filepath.Join(o.StateDir, "pause"), 0o755},
 		{filepath.Join(o.RunDir, "journals"), 0o700},
 		{filepath.Join(o.RunDir, "names"), 0o700},
 		{filepath.Join(o.RunDir, "sandboxes"), 0o700},
 		{o.NetnsDir, 0o755},
 	} {
-		if err := os.MkdirAll(d.path, d.mode); err != nil {
+		if err := owndir.Make(d.path, d.mode); err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
@@ -214,6 +225,7 @@ type sandboxRecord struct {
 // builtRecord marks the sandbox built, with what the build learned.
 type builtRecord struct {
 	IPs     []netip.Addr `json:"ips,omitempty"`
+	Pid     int          `json:"pid,omitempty"` // the pause's, with a Runtime
 	Timings []StepTiming `json:"timings"`
 }
 
@@ -229,6 +241,7 @@ type build struct {
 	p       *Plan
 	j       *journal.Journal
 	ips     []netip.Addr
+	pid     int // the pause's
 	timings []StepTiming
 	t0      time.Time // when the current step started
 	durable bool      // the journal is on the state dir
@@ -265,6 +278,12 @@ func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
 		{StepNetns, bl.netns, p.HostNetwork},
 		{StepNetwork, bl.network, p.HostNetwork},
 		{StepSpec, bl.spec, false},
+		{StepCreate, bl.create, b.opts.Runtime == nil},
+		{StepStart, bl.start, b.opts.Runtime == nil},
+	}
+	last := StepSpec
+	if b.opts.Runtime != nil {
+		last = StepStart
 	}
 	for _, s := range steps {
 		if s.skip {
@@ -278,6 +297,9 @@ func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
 		}
 		if err == nil {
 			err = s.run(ctx)
+		}
+		if err == nil && s.step == last {
+			err = bl.markBuilt(s.step)
 		}
 		bl.timed(s.step, t0, err)
 		if err != nil {
@@ -592,11 +614,26 @@ func (bl *build) spec(context.Context) error {
 	}
 	// The bundle is this Build's alone until it returns: config.json is
 	// written in place (a crash's half file goes with the bundle).
-	if err := spec.Save(p.BundleDir, p.Spec, spec.SaveOptions{New: true}); err != nil {
+	return spec.Save(p.BundleDir, p.Spec, spec.SaveOptions{New: true})
+}
+
+// create creates the pause container, its removal journaled first.
+func (bl *build) create(ctx context.Context) error {
+	if _, err := bl.j.Append(journal.Record{Op: opRemovePause, Name: bl.p.ID, Path: bl.p.CgroupDir}, bl.durable); err != nil {
 		return err
 	}
-	timings := append(bl.timings[:len(bl.timings):len(bl.timings)], StepTiming{Step: StepSpec, Duration: time.Since(bl.t0)})
-	data, err := json.Marshal(builtRecord{IPs: bl.ips, Timings: timings})
+	pid, err := bl.b.opts.Runtime.Create(ctx, bl.p.ID, bl.p.BundleDir)
+	bl.pid = pid
+	return err
+}
+
+func (bl *build) start(ctx context.Context) error { return bl.b.opts.Runtime.Start(ctx, bl.p.ID) }
+
+// markBuilt records that the sandbox is built, with what the Build
+// learned, as part of its last step.
+func (bl *build) markBuilt(last Step) error {
+	timings := append(bl.timings[:len(bl.timings):len(bl.timings)], StepTiming{Step: last, Duration: time.Since(bl.t0)})
+	data, err := json.Marshal(builtRecord{IPs: bl.ips, Pid: bl.pid, Timings: timings})
 	if err != nil {
 		return err
 	}
@@ -612,6 +649,6 @@ func (bl *build) sandbox() *Sandbox {
 		ID: p.ID, Name: p.Name, Config: p.Config, Hostname: p.Hostname, BundleDir: p.BundleDir,
 		NetnsPath: p.NetnsPath, IPs: bl.ips, Files: p.Files, ShmSize: p.ShmSize,
 		CgroupParent: p.CgroupParent, CgroupsPath: p.CgroupsPath, CgroupDir: p.CgroupDir,
-		Created: p.Created, Timings: bl.timings, State: StateBuilt, Spec: p.Spec, b: bl.b,
+		Created: p.Created, Timings: bl.timings, State: StateBuilt, Spec: p.Spec, PausePid: bl.pid, b: bl.b,
 	}
 }

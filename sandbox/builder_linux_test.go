@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -10,15 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/oci"
 	"github.com/podsmith/podsmith/sandbox"
 )
 
@@ -32,18 +34,39 @@ func realOptions(t testing.TB, root string, opts sandbox.Options) sandbox.Option
 }
 
 // realBuilder is a Builder on the real host with a leak check of
-// everything under its directories.
+// everything under its directories. With an oci.Runtime in opts, the leak
+// check covers the runtime's state dir and a cgroup parent of the test's
+// own, where its pause containers go.
 func realBuilder(t *testing.T, opts sandbox.Options) (*sandbox.Builder, *testutil.LeakCheck) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	root := t.TempDir()
 	opts = realOptions(t, root, opts)
+	leaks := testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir}
+	if rt, ok := opts.Runtime.(*oci.Runtime); ok {
+		leaks.Roots = append(leaks.Roots, rt.Root())
+		leaks.Skeleton = append(leaks.Skeleton, rt.Root())
+		if opts.CgroupParent == "" {
+			opts.CgroupParent = testCgroupParent(t)
+		}
+		leaks.CgroupParent = opts.CgroupParent
+	}
 	b, err := sandbox.NewBuilder(opts)
 	require.NoError(t, err)
 	_, err = b.Prepare()
 	require.NoError(t, err)
-	lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir})
+	lc := testutil.CheckLeaks(t, leaks)
 	return b, lc
+}
+
+// testCgroupParent is a cgroup parent of the test's own, removed at its
+// end (after its leak check).
+func testCgroupParent(t *testing.T) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	parent := fmt.Sprintf("/podsmith-test-%x", b)
+	t.Cleanup(func() { assert.NoError(t, testutil.RemoveCgroup(parent, parent)) })
+	return parent
 }
 
 func mountOf(t *testing.T, path string) *mountinfo.Info {
@@ -86,7 +109,7 @@ func TestRealBuildAndDestroy(t *testing.T) {
 func TestRealFaultInjectionAtEveryStep(t *testing.T) {
 	var failAt sandbox.Step
 	injected := errors.New("injected")
-	b, lc := realBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
+	b, lc := realBuilder(t, sandbox.Options{Runtime: testutil.NewRuntime(t, "runc"), BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
 		if s == failAt {
 			return injected
 		}
@@ -106,6 +129,7 @@ func TestRealFaultInjectionAtEveryStep(t *testing.T) {
 		failAt = ""
 		sb, err := b.Build(ctx, podConfig("web"))
 		require.NoError(t, err, "the name is free after a failure at %s", step)
+		lc.TrackProcess(sb.PausePid)
 		require.NoError(t, sb.Destroy(ctx))
 		assert.Empty(t, lc.Leaked())
 	}
@@ -216,14 +240,18 @@ func TestRealRecoverAfterCrash(t *testing.T) {
 		}
 		t.Run(at, func(t *testing.T) {
 			root := t.TempDir()
-			opts := realOptions(t, root, sandbox.Options{})
+			rt, err := crashRuntimeAt(root, "runc")
+			require.NoError(t, err)
+			require.NoError(t, testutil.BecomeSubreaper())
+			opts := realOptions(t, root, sandbox.Options{Runtime: rt, CgroupParent: testCgroupParent(t)})
 			b, err := sandbox.NewBuilder(opts)
 			require.NoError(t, err)
 			_, err = b.Prepare()
 			require.NoError(t, err)
-			lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir})
+			lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir, CgroupParent: opts.CgroupParent,
+				Skeleton: []string{rt.Root()}})
 
-			runToCrash(t, root, at, envCrashReal+"=1")
+			runToCrash(t, root, at, envCrashReal+"=1", envCrashRuntime+"=runc", envCrashCgroup+"="+opts.CgroupParent)
 
 			ctx := context.Background()
 			_, err = b.Recover(ctx)
@@ -243,21 +271,18 @@ func TestBuiltBundleRuns(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, name := range []string{"runc", "crun"} {
 		t.Run(name, func(t *testing.T) {
-			rt := testutil.NewRuntime(t, name)
-			b, lc := realBuilder(t, sandbox.Options{})
+			b, lc := realBuilder(t, sandbox.Options{Runtime: testutil.NewRuntime(t, name)})
 			ctx := context.Background()
 			sb, err := b.Build(ctx, podConfig("web"))
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = sb.Destroy(ctx) })
-
-			pid, err := rt.Create(sb.ID, sb.BundleDir)
-			require.NoError(t, err)
+			pid := sb.PausePid
+			require.Positive(t, pid)
 			lc.TrackProcess(pid)
-			w, err := testutil.NewExecWatcher()
+			st, err := sb.PauseState(ctx)
 			require.NoError(t, err)
-			defer w.Close()
-			require.NoError(t, rt.Start(sb.ID))
-			require.NoError(t, w.Wait(pid, time.Minute))
+			assert.Equal(t, specs.StateRunning, st.Status)
+			assert.Equal(t, pid, st.Pid)
 
 			var pinned, inside unix.Stat_t
 			require.NoError(t, unix.Stat(sb.NetnsPath, &pinned))
@@ -276,8 +301,14 @@ func TestBuiltBundleRuns(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "80", strings.TrimSpace(string(sysctl)))
 
-			require.NoError(t, rt.Stop(sb.ID, pid))
-			require.NoError(t, testutil.RemoveCgroup(sb.CgroupsPath, sb.CgroupParent))
+			// Stop removes the pause (and reaps it: this test is its
+			// subreaper); Destroy the rest.
+			require.NoError(t, sb.Stop(ctx))
+			assert.NoFileExists(t, fmt.Sprintf("/proc/%d/stat", pid), "the pause is gone and reaped")
+			assert.Zero(t, sb.PausePid)
+			_, err = sb.PauseState(ctx)
+			require.ErrorIs(t, err, sandbox.ErrNotFound)
+			require.NoError(t, sb.Stop(ctx), "twice")
 			require.NoError(t, sb.Destroy(ctx))
 			assert.Empty(t, lc.Leaked())
 		})

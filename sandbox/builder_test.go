@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -35,7 +36,7 @@ func podConfig(name string) *sandbox.Config {
 }
 
 // tree lists every path under the Builder's directories (and the fake
-// host's attachments): what a test compares to see that nothing is left.
+// host's attachments and containers): what a test compares to see that nothing is left.
 func tree(t *testing.T, b *sandbox.Builder, h *sandboxtest.Host) []string {
 	t.Helper()
 	o := b.Options()
@@ -62,6 +63,11 @@ func tree(t *testing.T, b *sandbox.Builder, h *sandboxtest.Host) []string {
 	require.NoError(t, err)
 	for _, a := range att {
 		out = append(out, "attachment:"+a)
+	}
+	containers, err := h.Containers()
+	require.NoError(t, err)
+	for _, c := range containers {
+		out = append(out, "container:"+c)
 	}
 	sort.Strings(out)
 	return out
@@ -111,7 +117,11 @@ func TestBuildAndDestroy(t *testing.T) {
 		}
 		return k
 	}
-	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach"}, kinds())
+	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach", "create", "start"}, kinds())
+	assert.Equal(t, 1<<23, sb.PausePid, "the fake runtime's PID")
+	st, err := sb.PauseState(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, specs.StateRunning, st.Status)
 
 	// Found by ID, by a prefix of it, by name, in List, and by a new
 	// Builder on the same directories.
@@ -146,7 +156,8 @@ func TestBuildAndDestroy(t *testing.T) {
 	// Destroyed by the second Builder: everything goes, in reverse.
 	require.NoError(t, loaded.Destroy(ctx))
 	assert.Equal(t, before, tree(t, b, h))
-	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach", "detach", "netns-remove", "unmount", "unmount"}, kinds())
+	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach", "create", "start",
+		"kill", "delete", "detach", "netns-remove", "unmount", "unmount"}, kinds(), "the pause goes first")
 	require.NoError(t, sb.Destroy(ctx), "destroy twice")
 	_, err = b.Load(sb.ID)
 	require.ErrorIs(t, err, sandbox.ErrNotFound)
@@ -240,7 +251,7 @@ func TestCancelledContextRollsBack(t *testing.T) {
 			})
 			before := tree(t, b, h)
 			_, err := b.Build(ctx, podConfig("web"))
-			if step == sandbox.StepSpec {
+			if step == sandbox.StepStart {
 				// Cancelled during the last step: it completes (nothing
 				// after it checks the context), and the sandbox is built.
 				require.NoError(t, err)
@@ -430,7 +441,7 @@ func TestDestroyGivesUpWaitingWithItsContext(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	sb, err := b.Load(id)
 	require.NoError(t, err)
-	err = sb.ReleaseNetwork(cancelled)
+	err = sb.Stop(cancelled)
 	require.ErrorIs(t, err, context.Canceled)
 	close(hb.release)
 	require.NoError(t, <-hb.built)
@@ -456,7 +467,8 @@ func TestHostNamespacesPod(t *testing.T) {
 	assert.Empty(t, sb.NetnsPath)
 	assert.Empty(t, sb.IPs)
 	assert.Equal(t, "/dev/shm", sb.Files.Shm)
-	assert.Equal(t, []sandboxtest.Op{{Kind: "bind", Path: sb.Files.Rootfs}}, h.Ops(), "no netns, no shm, no network")
+	assert.Equal(t, []sandboxtest.Op{{Kind: "bind", Path: sb.Files.Rootfs}, {Kind: "create", Path: sb.ID}, {Kind: "start", Path: sb.ID}},
+		h.Ops(), "no netns, no shm, no network")
 	for _, ns := range sb.Spec.Linux.Namespaces {
 		assert.NotContains(t, []string{"network", "uts", "pid", "ipc"}, string(ns.Type))
 	}
@@ -585,6 +597,9 @@ func TestJournalRecordsComeFirst(t *testing.T) {
 		// before spec: the network step moved the journal to the state
 		// dir, held the name there and recorded the attachment first
 		{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del"},
+		{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del"},
+		// before start: the container's removal came before its create
+		{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del", "runtime-delete"},
 	}
 	assert.Equal(t, want, snapshots)
 	require.NoError(t, sb.Destroy(context.Background()))
@@ -635,7 +650,7 @@ func TestNetworkStepMovesTheJournal(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(line), &r))
 		ops = append(ops, r.Op)
 	}
-	assert.Equal(t, []string{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del", "built"}, ops,
+	assert.Equal(t, []string{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del", "runtime-delete", "built"}, ops,
 		"the durable name link and the attachment are written with the move, before either is made")
 	names, err := os.ReadDir(filepath.Join(o.StateDir, "names"))
 	require.NoError(t, err)
@@ -882,7 +897,7 @@ func TestReleaseNetwork(t *testing.T) {
 	ctx := context.Background()
 	sb, err := b.Build(ctx, podConfig("web"))
 	require.NoError(t, err)
-	require.NoError(t, sb.ReleaseNetwork(ctx))
+	require.NoError(t, sb.Stop(ctx))
 	assert.Empty(t, sb.IPs)
 	att, err := h.Attachments()
 	require.NoError(t, err)
@@ -892,7 +907,7 @@ func TestReleaseNetwork(t *testing.T) {
 	assert.Equal(t, sandbox.StateBuilt, loaded.State, "everything else stays")
 	assert.Empty(t, loaded.IPs)
 	assert.FileExists(t, sb.NetnsPath)
-	require.NoError(t, loaded.ReleaseNetwork(ctx), "twice")
+	require.NoError(t, loaded.Stop(ctx), "twice")
 
 	require.NoError(t, sb.Destroy(ctx))
 	var detaches int
@@ -903,7 +918,7 @@ func TestReleaseNetwork(t *testing.T) {
 	}
 	assert.Equal(t, 1, detaches, "Destroy does not detach again")
 	assert.Equal(t, before, tree(t, b, h))
-	require.NoError(t, sb.ReleaseNetwork(ctx), "after Destroy: nothing to do")
+	require.NoError(t, sb.Stop(ctx), "after Destroy: nothing to do")
 
 	// A sandbox without a network: nothing to release.
 	cfg := podConfig("host")
@@ -911,7 +926,7 @@ func TestReleaseNetwork(t *testing.T) {
 	cfg.Hostname = ""
 	hsb, err := b.Build(ctx, cfg)
 	require.NoError(t, err)
-	require.NoError(t, hsb.ReleaseNetwork(ctx))
+	require.NoError(t, hsb.Stop(ctx))
 	require.NoError(t, hsb.Destroy(ctx))
 }
 

@@ -25,11 +25,17 @@ const (
 	envCrashAt   = "PODSMITH_TEST_CRASH_AT"
 	envCrashReal = "PODSMITH_TEST_CRASH_REAL" // "1": the real host, not the fakes
 	envCrashCNI  = "PODSMITH_TEST_CRASH_CNI"  // the real host's CNI network: confdir;bindirs;cachedir
+	// The real host's runtime (runc or crun), its state and wrapper
+	// under <crash dir>/runtime.
+	envCrashRuntime = "PODSMITH_TEST_CRASH_RUNTIME"
 )
 
 // realNetwork plugs the crash child's CNI network in (on Linux: see
-// crashCNIOptions).
-var realNetwork = func(*sandbox.Options) error { return nil }
+// crashCNIOptions), realRuntime its runtime (see crashRuntime).
+var (
+	realNetwork = func(*sandbox.Options) error { return nil }
+	realRuntime = func(string, *sandbox.Options) error { return nil }
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(envCrashDir); dir != "" {
@@ -49,7 +55,7 @@ func crashPoints() []string {
 	for _, s := range sandbox.Steps() {
 		pts = append(pts, "step:"+string(s))
 	}
-	for _, op := range []string{"bind", "mount-shm", "netns-create", "attach", "netns-remove", "unmount", "detach"} {
+	for _, op := range []string{"bind", "mount-shm", "netns-create", "attach", "create", "start", "netns-remove", "unmount", "detach", "kill", "delete"} {
 		pts = append(pts, "op:"+op, "done:"+op)
 	}
 	return append(pts, "built")
@@ -57,7 +63,7 @@ func crashPoints() []string {
 
 // inDestroy reports whether a crash point is in the Destroy.
 func inDestroy(at string) bool {
-	for _, op := range []string{"netns-remove", "unmount", "detach"} {
+	for _, op := range []string{"netns-remove", "unmount", "detach", "kill", "delete"} {
 		if at == "op:"+op || at == "done:"+op {
 			return true
 		}
@@ -79,6 +85,10 @@ type (
 	}
 	dyingNetwork struct {
 		sandbox.Network
+		at string
+	}
+	dyingRuntime struct {
+		sandbox.Runtime
 		at string
 	}
 )
@@ -124,6 +134,23 @@ func (d dyingNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (r *san
 	return r, err
 }
 
+func (d dyingRuntime) Create(ctx context.Context, id, bundle string) (pid int, err error) {
+	err = around(d.at, "create", func() error { pid, err = d.Runtime.Create(ctx, id, bundle); return err })
+	return pid, err
+}
+
+func (d dyingRuntime) Start(ctx context.Context, id string) error {
+	return around(d.at, "start", func() error { return d.Runtime.Start(ctx, id) })
+}
+
+func (d dyingRuntime) Kill(ctx context.Context, id string, sig syscall.Signal) error {
+	return around(d.at, "kill", func() error { return d.Runtime.Kill(ctx, id, sig) })
+}
+
+func (d dyingRuntime) Delete(ctx context.Context, id string) error {
+	return around(d.at, "delete", func() error { return d.Runtime.Delete(ctx, id) })
+}
+
 func crashOptions(dir string) (sandbox.Options, *sandboxtest.Host, error) {
 	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
 	if err != nil {
@@ -148,11 +175,17 @@ func crashChild(dir, at string) {
 		if err := realNetwork(&o); err != nil {
 			fail(err)
 		}
+		if err := realRuntime(dir, &o); err != nil {
+			fail(err)
+		}
 	} else if o, _, err = crashOptions(dir); err != nil {
 		fail(err)
 	}
 	if o.Network != nil {
 		o.Network = dyingNetwork{o.Network, at}
+	}
+	if o.Runtime != nil {
+		o.Runtime = dyingRuntime{o.Runtime, at}
 	}
 	o.NetNS, o.Mounter = dyingNetNS{o.NetNS, at}, dyingMounter{o.Mounter, at}
 	next := o.BeforeStep

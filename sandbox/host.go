@@ -2,6 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"syscall"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podsmith/podsmith/mounts"
 	"github.com/podsmith/podsmith/netns"
@@ -62,6 +65,33 @@ type Network interface {
 type NetworkCollector interface {
 	Network
 	GC(ctx context.Context, validSandboxIDs []string) error
+}
+
+// Runtime runs a sandbox's pause container (package oci drives runc and
+// crun). With a Runtime, Build creates and starts the pause as its last
+// steps, having journaled the container's removal first, and Stop,
+// Destroy, a rollback and Recover remove the container (Kill, Wait,
+// Delete) before anything it uses. Containers are named by sandbox ID. An
+// implementation must be safe for concurrent use.
+type Runtime interface {
+	// Create creates the container from the bundle, its process waiting
+	// for Start, and returns the process's PID. A create cut short leaves
+	// what it made for Delete.
+	Create(ctx context.Context, id, bundle string) (pid int, err error)
+	// Start starts a created container.
+	Start(ctx context.Context, id string) error
+	// Kill signals the container's process; a container that is gone, or
+	// whose process has exited, is success.
+	Kill(ctx context.Context, id string, sig syscall.Signal) error
+	// Wait waits until the container's process has exited; a container
+	// that is gone is success.
+	Wait(ctx context.Context, id string) error
+	// Delete deletes a container whose process has exited, and what a
+	// create cut short left; a container that is gone is success.
+	Delete(ctx context.Context, id string) error
+	// State returns the container's state; an error matching
+	// fs.ErrNotExist for a container that is not there.
+	State(ctx context.Context, id string) (specs.State, error)
 }
 
 // Attachment is what a Network needs to attach or detach a pod (see

@@ -88,6 +88,9 @@ type Options struct {
 	// Network attaches pods to networks (netns/cni provides one). Nil
 	// means loopback only.
 	Network Network
+	// Runtime runs the pause container (package oci drives runc and
+	// crun). Nil: Build returns a ready bundle and starts nothing.
+	Runtime Runtime
 	// NetNS, Mounter and Rootfs are the host-facing seams; nil means the
 	// real implementations (the netns, mounts and spec packages).
 	// sandboxtest provides fakes.

@@ -247,7 +247,10 @@ func planCases(t *testing.T) []planCase {
 		{"log dir is a file", func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs", "file") }, "log_directory", nil},
 
 		// dns_config
-		{"dns 4 servers", dnsc(sandbox.DNSConfig{Servers: []string{"1.1.1.1", "8.8.8.8", "9.9.9.9", "1.0.0.1"}}), "dns_config.servers", leafAs[*dns.ValidationError]()},
+		{"dns 4 servers", dnsc(sandbox.DNSConfig{Servers: []string{"1.1.1.1", "8.8.8.8", "9.9.9.9", "1.0.0.1"}}), "dns_config.servers", func(t *testing.T, err error, p *sandbox.Problem) {
+			leafAs[*dns.ValidationError]()(t, err, p)
+			assert.Equal(t, "4 nameservers, at most 3 allowed", p.Reason, "no empty value quoted before the reason")
+		}},
 		{"dns server injection", dnsc(sandbox.DNSConfig{Servers: []string{"1.1.1.1\nnameserver 6.6.6.6"}}), "dns_config.servers[0]", leafIs(dns.ErrInvalid)},
 		{"dns server not an IP", dnsc(sandbox.DNSConfig{Servers: []string{"1.1.1.1", "dns.example"}}), "dns_config.servers[1]", mentions("dns.example")},
 		{"dns server empty", dnsc(sandbox.DNSConfig{Servers: []string{""}}), "dns_config.servers[0]", nil},
@@ -274,6 +277,11 @@ func planCases(t *testing.T) []planCase {
 			sandbox.PortMapping{Protocol: sandbox.ProtocolUDP, ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"},
 			sandbox.PortMapping{ContainerPort: 81, HostPort: 8080, HostIP: "127.0.0.1"},
 		), "port_mappings[2].host_port", nil},
+		{"too many port mappings", func(c *sandbox.Config) {
+			for i := range 129 {
+				c.PortMappings = append(c.PortMappings, sandbox.PortMapping{ContainerPort: 80, HostPort: int32(20000 + i)})
+			}
+		}, "port_mappings", mentions("129 mappings, more than 128")},
 
 		// labels and annotations
 		{"label key empty", lbl("", "x"), `labels[""]`, nil},
@@ -416,7 +424,12 @@ func TestPlanAcceptsEdgeCases(t *testing.T) {
 		"log dir exists":         func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs") },
 		"log dir does not exist": func(c *sandbox.Config) { c.LogDirectory = filepath.Join(dir, "logs", "a", "b") },
 		"log dir root":           func(c *sandbox.Config) { c.LogDirectory = "/" },
-		"empty dns config":       func(c *sandbox.Config) { c.DNSConfig = &sandbox.DNSConfig{} },
+		"128 port mappings": func(c *sandbox.Config) {
+			for i := range 128 {
+				c.PortMappings = append(c.PortMappings, sandbox.PortMapping{ContainerPort: 80, HostPort: int32(20000 + i)})
+			}
+		},
+		"empty dns config": func(c *sandbox.Config) { c.DNSConfig = &sandbox.DNSConfig{} },
 		"3 servers, 32 searches": func(c *sandbox.Config) {
 			c.DNSConfig = &sandbox.DNSConfig{Servers: []string{"1.1.1.1", "2001:db8::1", "fe80::1%eth0"}, Searches: slices.Repeat([]string{"a.example"}, 32)}
 		},

@@ -12,10 +12,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/podsmith/podsmith/internal/cgroupdir"
 	"github.com/podsmith/podsmith/internal/journal"
 	"github.com/podsmith/podsmith/mounts"
 	"github.com/podsmith/podsmith/spec"
@@ -59,6 +62,12 @@ type Sandbox struct {
 	State   State
 	// Spec is the pause's spec (nil unless built).
 	Spec *spec.Spec
+	// PausePid is the pause's PID, with a Runtime, while the Build's
+	// container is not stopped (0 after Stop).
+	PausePid int
+	// Err says why List could not read the sandbox's journal: only its ID
+	// is known, and it is in StateNeedsCleanup.
+	Err error
 
 	b       *Builder
 	journal journal.Snapshot // what Build wrote, so Destroy need not read it back
@@ -119,7 +128,7 @@ func (b *Builder) fromRecords(id string, recs []journal.Record, locked bool) (*S
 		NetnsPath: sr.NetnsPath, Files: sr.Files, ShmSize: sr.ShmSize, CgroupParent: sr.CgroupParent,
 		CgroupsPath: sr.CgroupsPath, CgroupDir: sr.CgroupDir, Created: sr.Created, b: b,
 	}
-	built, destroying, released := false, false, false
+	built, destroying, released, stopped := false, false, false, false
 	undone := undoneSet(recs)
 	for _, r := range recs {
 		switch r.Op {
@@ -128,15 +137,20 @@ func (b *Builder) fromRecords(id string, recs []journal.Record, locked bool) (*S
 			if err := json.Unmarshal(r.Data, &br); err != nil {
 				return nil, fmt.Errorf("sandbox %s: journal: %w", id, err)
 			}
-			built, sb.IPs, sb.Timings = true, br.IPs, br.Timings
+			built, sb.IPs, sb.Timings, sb.PausePid = true, br.IPs, br.Timings, br.Pid
 		case opDestroying:
 			destroying = true
 		case opDetach:
 			released = undone[r.Seq]
+		case opRemovePause:
+			stopped = undone[r.Seq]
 		}
 	}
 	if released {
 		sb.IPs = nil
+	}
+	if stopped {
+		sb.PausePid = 0
 	}
 	switch {
 	case built && !destroying:
@@ -211,28 +225,26 @@ func (b *Builder) ids() ([]string, error) {
 }
 
 // List returns every sandbox of the node, in creation order. A journal
-// that cannot be read does not hide the others: List returns those it
-// could load and an error naming the rest.
+// that cannot be read does not hide the others: its sandbox is listed in
+// StateNeedsCleanup with Err saying why.
 func (b *Builder) List() ([]*Sandbox, error) {
 	ids, err := b.ids()
 	if err != nil {
 		return nil, err
 	}
 	var out []*Sandbox
-	var errs []error
 	for _, id := range ids {
 		sb, err := b.Load(id)
 		if errors.Is(err, ErrNotFound) {
 			continue // destroyed meanwhile
 		}
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			sb = &Sandbox{ID: id, State: StateNeedsCleanup, Err: err, b: b}
 		}
 		out = append(out, sb)
 	}
 	slices.SortFunc(out, func(a, c *Sandbox) int { return a.Created.Compare(c.Created) })
-	return out, errors.Join(errs...)
+	return out, nil
 }
 
 // LookupName returns the sandbox holding a name
@@ -250,7 +262,18 @@ func (b *Builder) LookupName(name string) (*Sandbox, error) {
 			return b.Load(owner)
 		}
 	}
-	return nil, fmt.Errorf("%w: no sandbox named %q", ErrNotFound, name)
+	// A sandbox whose undo released its name but did not finish (it needs
+	// cleanup) still has it in its journal.
+	list, err := b.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, sb := range list {
+		if sb.Name == name {
+			return sb, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no sandbox named %q", ErrNotFound, truncate(name))
 }
 
 // Find returns the sandbox with the given ID, unique ID prefix or name.
@@ -288,8 +311,9 @@ func (b *Builder) Find(ref string) (*Sandbox, error) {
 // with Options.UndoTimeout. Every undo runs even when one fails; the errors
 // are joined, and what could not be undone stays in the journal (the
 // sandbox is then in StateNeedsCleanup) for the next Destroy. Destroying a
-// sandbox that is gone is success. Stop the pause process first: the
-// runtime's container still uses the bundle.
+// sandbox that is gone is success. With a Runtime, the pause container
+// is removed first (killed if it runs); without one, stop the pause before
+// Destroy: the runtime's container still uses the bundle.
 //
 // A Destroy waits for a Build or Destroy of the same sandbox in progress
 // (in this process or another) until ctx is done; ctx ends only that
@@ -484,13 +508,12 @@ func (b *Builder) CollectNetwork(ctx context.Context) error {
 	return nc.GC(ctx, ids)
 }
 
-// ReleaseNetwork detaches the sandbox from its network (CNI DEL) and
-// releases its addresses, keeping everything else until Destroy: what
-// CRI's StopPodSandbox does. It is idempotent, and a no-op for a sandbox
-// without a network attachment. Stop the pause process first. Like
-// Destroy, it waits for a Build in progress until ctx is done, then runs
-// on a context of its own.
-func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
+// Stop does what CRI's StopPodSandbox does: it removes the pause
+// container (with a Runtime: kill, wait, delete) and detaches the sandbox
+// from its network (CNI DEL), releasing its addresses; the rest stays
+// until Destroy. It is idempotent. Like Destroy, it waits for a Build in
+// progress until ctx is done, then runs on a context of its own.
+func (s *Sandbox) Stop(ctx context.Context) error {
 	b := s.b
 	if err := b.claim(true, false); err != nil {
 		return err
@@ -505,12 +528,27 @@ func (s *Sandbox) ReleaseNetwork(ctx context.Context) error {
 	defer j.Close()
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
 	defer cancel()
-	if err := b.undoAll(uctx, j, func(op string) bool { return op == opDetach }, false); err != nil {
-		return fmt.Errorf("sandbox %s: release network: %w", shortID(s.ID), err)
+	if err := b.undoAll(uctx, j, func(op string) bool { return op == opDetach || op == opRemovePause }, false); err != nil {
+		return fmt.Errorf("sandbox %s: stop: %w", shortID(s.ID), err)
 	}
-	s.IPs = nil
+	s.IPs, s.PausePid = nil, 0
 	s.journal = j.Snapshot()
 	return nil
+}
+
+// PauseState returns the runtime's state of the sandbox's pause
+// container: an error matching ErrNotFound if there is none (a Builder
+// without a Runtime, a Build that created none yet, a stopped sandbox).
+func (s *Sandbox) PauseState(ctx context.Context) (specs.State, error) {
+	rt := s.b.opts.Runtime
+	if rt == nil {
+		return specs.State{}, fmt.Errorf("%w: the Builder has no Runtime", ErrNotFound)
+	}
+	st, err := rt.State(ctx, s.ID)
+	if errors.Is(err, fs.ErrNotExist) {
+		return specs.State{}, fmt.Errorf("%w: sandbox %s has no pause container", ErrNotFound, shortID(s.ID))
+	}
+	return st, err
 }
 
 // undo undoes one record. Each undo treats "never happened" and "already
@@ -529,6 +567,8 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 		return b.opts.Mounter.Unmount(r.Path)
 	case opNetnsRemove:
 		return b.opts.NetNS.Remove(r.Path)
+	case opRemovePause:
+		return b.removePause(ctx, r.Name, r.Path)
 	case opDetach:
 		var a Attachment
 		if err := json.Unmarshal(r.Data, &a); err != nil {
@@ -540,6 +580,38 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 		return b.opts.Network.Detach(ctx, &a)
 	}
 	return fmt.Errorf("unknown journal operation %q", r.Op)
+}
+
+// removePause removes the pause container: kill, wait, delete (never a
+// runtime's delete --force, which sleeps in runc 1.1). A container that
+// is gone is removed; Delete also clears what a create cut short left of
+// the runtime's state, and the cgroup it made, which the runtime never
+// deletes then, goes here.
+func (b *Builder) removePause(ctx context.Context, id, cgroup string) error {
+	rt := b.opts.Runtime
+	if rt == nil {
+		return errors.New("the journal holds a pause container, but the Builder has no Runtime to remove it")
+	}
+	st, err := rt.State(ctx, id)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case st.Status != specs.StateStopped:
+		if err := rt.Kill(ctx, id, syscall.SIGKILL); err != nil {
+			return err
+		}
+		if err := rt.Wait(ctx, id); err != nil {
+			return err
+		}
+	}
+	if err := rt.Delete(ctx, id); err != nil {
+		return err
+	}
+	if cgroup == "" {
+		return nil
+	}
+	return cgroupdir.Remove(ctx, cgroup)
 }
 
 // removeTree removes a directory tree without ever entering a mount point:

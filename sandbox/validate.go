@@ -15,14 +15,19 @@ import (
 
 // Limits on a pod config (Kubernetes' own where it has one).
 const (
-	maxNameLen        = 253 // metadata.name: a DNS subdomain
-	maxNamespaceLen   = 63  // metadata.namespace: a DNS label
-	maxUIDLen         = 128
-	maxKeyLen         = 317 // a qualified name: 253-byte prefix, '/', 63-byte name
-	maxValueLen       = 64 << 10
-	maxMetadataSize   = 256 << 10 // labels and annotations together, as Kubernetes limits annotations
-	maxLogDirLen      = 4096
-	maxID             = 1<<32 - 2 // the largest uid/gid a process can have
+	maxNameLen      = 253 // metadata.name: a DNS subdomain
+	maxNamespaceLen = 63  // metadata.namespace: a DNS label
+	maxUIDLen       = 128
+	maxKeyLen       = 317 // a qualified name: 253-byte prefix, '/', 63-byte name
+	maxValueLen     = 64 << 10
+	maxMetadataSize = 256 << 10 // labels and annotations together, as Kubernetes limits annotations
+	maxLogDirLen    = 4096
+	maxID           = 1<<32 - 2 // the largest uid/gid a process can have
+	// maxPortMappings bounds a pod's port mappings. Neither kubelet nor
+	// CRI-O has a limit, but no real pod publishes hundreds of host ports,
+	// and each costs about 30-50 ms in CNI's portmap plugin here (so 128
+	// take about 4 s; the 5000 of an attack took minutes).
+	maxPortMappings   = 128
 	ShmSizeAnnotation = "io.kubernetes.cri-o.ShmSize"
 )
 
@@ -138,7 +143,11 @@ func (p *problems) dnsConfig(err error) {
 			if ve.Index >= 0 {
 				field += "[" + strconv.Itoa(ve.Index) + "]"
 			}
-			p.add(field, fmt.Sprintf("%q: %s", ve.Value, ve.Reason), ve)
+			reason := ve.Reason
+			if ve.Index >= 0 || ve.Value != "" {
+				reason = fmt.Sprintf("%q: %s", truncate(ve.Value), ve.Reason)
+			}
+			p.add(field, reason, ve)
 			continue
 		}
 		p.add("dns_config", e.Error(), e)
@@ -146,6 +155,10 @@ func (p *problems) dnsConfig(err error) {
 }
 
 func (p *problems) portMappings(pms []PortMapping) {
+	if len(pms) > maxPortMappings {
+		p.addf("port_mappings", "%d mappings, more than %d", len(pms), maxPortMappings)
+		return
+	}
 	// A host port is taken on one address, or on every address (host_ip
 	// empty, 0.0.0.0 or ::, as CNI's portmap treats them): a second
 	// mapping of the same protocol and port must not overlap the first,

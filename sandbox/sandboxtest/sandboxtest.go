@@ -3,12 +3,13 @@
 // temp dir, on any OS.
 //
 // A Host stands in for the privileged seams of a Builder: network
-// namespaces, mounts, the pause rootfs and the network. Everything else a
+// namespaces, mounts, the pause rootfs, the network and the runtime. Everything else a
 // Builder does (its journal, name reservations, bundle, resolv.conf,
 // hostname, hosts and config.json) happens for real in the temp dir, so a
 // test sees the same files a node would. The fakes keep their state on
 // disk too: a fake netns pin is an empty file, a fake mount an empty
-// directory, a fake network attachment a file holding its address. What is
+// directory, a fake network attachment a file holding its address, a fake
+// pause container a file holding its runtime state. What is
 // left after a test is therefore visible, even across processes (a test
 // can kill a building process and Recover in another).
 //
@@ -28,7 +29,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/spec"
@@ -37,9 +41,11 @@ import (
 // Op is one operation the fake host did.
 type Op struct {
 	// Kind is one of netns-create, netns-remove, mount-shm, bind,
-	// unmount, prepare, attach, detach, check.
+	// unmount, prepare, attach, detach, check, create, start, kill,
+	// delete.
 	Kind string
-	// Path is the pin or mount point; for the network ops, the sandbox ID.
+	// Path is the pin or mount point; for the network and runtime ops,
+	// the sandbox ID.
 	Path string
 }
 
@@ -54,8 +60,10 @@ type Host struct {
 
 // NewHost returns a fake host keeping its network state under dir.
 func NewHost(dir string) (*Host, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "attachments"), 0o755); err != nil {
-		return nil, err
+	for _, d := range []string{"attachments", "containers"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	return &Host{dir: dir, fail: map[sandbox.Step]error{}}, nil
 }
@@ -92,12 +100,13 @@ func NewBuilder(t testing.TB, opts sandbox.Options) (*sandbox.Builder, *Host) {
 	return b, h
 }
 
-// Apply plugs the fakes into opts: NetNS, Mounter, Rootfs and Network, a
+// Apply plugs the fakes into opts: NetNS, Mounter, Rootfs, Network and
+// Runtime (set it to nil afterwards for a Builder that starts nothing), a
 // BeforeStep hook for FailAt (chained before the caller's), and, unless
 // set, a HostResolvConf with a nameserver from a documentation range (the
 // machine's own may only list a loopback stub, which a pod cannot use).
 func (h *Host) Apply(o *sandbox.Options) error {
-	o.NetNS, o.Mounter, o.Rootfs, o.Network = netnsFake{h}, mountFake{h}, rootfsFake{h}, networkFake{h}
+	o.NetNS, o.Mounter, o.Rootfs, o.Network, o.Runtime = netnsFake{h}, mountFake{h}, rootfsFake{h}, networkFake{h}, runtimeFake{h}
 	next := o.BeforeStep
 	o.BeforeStep = func(ctx context.Context, id string, step sandbox.Step) error {
 		h.mu.Lock()
@@ -267,6 +276,8 @@ func (f networkFake) Attach(ctx context.Context, a *sandbox.Attachment) (*sandbo
 
 func (f networkFake) Detach(_ context.Context, a *sandbox.Attachment) error {
 	f.h.record("detach", a.SandboxID)
+	f.h.mu.Lock() // Attach reads every attachment under it
+	defer f.h.mu.Unlock()
 	if err := os.Remove(f.file(a.SandboxID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -281,7 +292,124 @@ func (f networkFake) Check(_ context.Context, a *sandbox.Attachment) error {
 	return nil
 }
 
+// runtimeFake keeps a container's runtime state in a file. Its pause
+// "runs" until killed: Wait on a running one is an error, as it would
+// never return.
+type runtimeFake struct{ h *Host }
+
+// fakePid is the PID the fake runtime gives every pause: one that no
+// process has (above the kernel's pid_max limit).
+const fakePid = 1 << 23
+
+func (f runtimeFake) file(id string) string { return filepath.Join(f.h.dir, "containers", id) }
+
+func (f runtimeFake) load(id string) (specs.State, error) {
+	var st specs.State
+	b, err := os.ReadFile(f.file(id))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+func (f runtimeFake) save(st specs.State) error {
+	b, _ := json.Marshal(st)
+	return os.WriteFile(f.file(st.ID), b, 0o644)
+}
+
+func (f runtimeFake) Create(ctx context.Context, id, bundle string) (int, error) {
+	f.h.record("create", id)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if _, err := os.Stat(filepath.Join(bundle, spec.ConfigFile)); err != nil {
+		return 0, fmt.Errorf("%w: create %s: %w", ErrFake, id, err)
+	}
+	if _, err := os.Stat(f.file(id)); err == nil {
+		return 0, fmt.Errorf("%w: container %s exists", ErrFake, id)
+	}
+	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: fakePid, Bundle: bundle}
+	return st.Pid, f.save(st)
+}
+
+func (f runtimeFake) Start(ctx context.Context, id string) error {
+	f.h.record("start", id)
+	st, err := f.load(id)
+	if err != nil {
+		return fmt.Errorf("%w: start %s: %w", ErrFake, id, err)
+	}
+	if st.Status != specs.StateCreated {
+		return fmt.Errorf("%w: start %s: the container is %s", ErrFake, id, st.Status)
+	}
+	st.Status = specs.StateRunning
+	return f.save(st)
+}
+
+func (f runtimeFake) Kill(_ context.Context, id string, sig syscall.Signal) error {
+	f.h.record("kill", id)
+	st, err := f.load(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		st.Status = specs.StateStopped
+	}
+	return f.save(st)
+}
+
+func (f runtimeFake) Wait(_ context.Context, id string) error {
+	st, err := f.load(id)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && st.Status == specs.StateStopped {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: wait %s: the pause is %s and would never exit", ErrFake, id, st.Status)
+}
+
+func (f runtimeFake) Delete(_ context.Context, id string) error {
+	f.h.record("delete", id)
+	st, err := f.load(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil && st.Status != specs.StateStopped && st.Status != specs.StateCreated {
+		return fmt.Errorf("%w: delete %s: the container is %s", ErrFake, id, st.Status)
+	}
+	if err := os.Remove(f.file(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (f runtimeFake) State(_ context.Context, id string) (specs.State, error) {
+	st, err := f.load(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, fmt.Errorf("%w: container %s: %w", ErrFake, id, fs.ErrNotExist)
+	}
+	return st, err
+}
+
+// Containers returns the IDs of the fake runtime's containers now: after
+// every sandbox is destroyed, none.
+func (h *Host) Containers() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(h.dir, "containers"))
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(ents))
+	for i, e := range ents {
+		ids[i] = e.Name()
+	}
+	return ids, nil
+}
+
 var (
+	_ sandbox.Runtime        = runtimeFake{}
 	_ sandbox.NetNSManager   = netnsFake{}
 	_ sandbox.Mounter        = mountFake{}
 	_ sandbox.RootfsProvider = rootfsFake{}

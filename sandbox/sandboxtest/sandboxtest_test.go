@@ -34,6 +34,8 @@ func TestHostRecordsAndFails(t *testing.T) {
 		{Kind: "netns-create", Path: sb.NetnsPath},
 		{Kind: "prepare", Path: sb.ID},
 		{Kind: "attach", Path: sb.ID},
+		{Kind: "create", Path: sb.ID},
+		{Kind: "start", Path: sb.ID},
 	}, h.Ops())
 	assert.FileExists(t, sb.NetnsPath, "a fake pin is a file")
 	assert.DirExists(t, sb.Files.Shm, "a fake mount is a directory")
@@ -58,6 +60,9 @@ func TestHostRecordsAndFails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, att)
 	assert.NoFileExists(t, sb.NetnsPath)
+	containers, err := h.Containers()
+	require.NoError(t, err)
+	assert.Empty(t, containers)
 }
 
 func TestFakeRefusals(t *testing.T) {
