@@ -1,25 +1,29 @@
 // Command podctl builds pod sandboxes with podsmith and runs their pause
 // process with an OCI runtime (runc or crun). It reads the pod config files
 // crictl reads (JSON or YAML) and is the simplest complete example of
-// embedding podsmith's sandbox.Builder.
+// embedding podsmith's sandbox.Builder with a Runtime.
 //
 //	podctl [global flags] run [--no-start] POD_CONFIG   build and start; prints the ID
 //	podctl [global flags] plan POD_CONFIG               the spec, or every problem; no side effect
 //	podctl [global flags] inspect ID|NAME               one JSON object
 //	podctl [global flags] ls [-o json|table]            every sandbox
 //	podctl [global flags] stop ID|NAME                  stop the pause, release the network
-//	podctl [global flags] rm [-f] ID|NAME               destroy (-f: stop it first)
+//	podctl [global flags] rm [-f] ID|NAME               destroy (-f: a running one too)
+//	podctl [global flags] recover                       finish what crashed runs left
 //
-// Errors are one line on stderr starting "podctl: "; the exit status is 0
-// on success, 1 on failure and 2 for a usage error. stop and rm succeed on
-// a sandbox that is already gone, as CRI's StopPodSandbox and
-// RemovePodSandbox do.
+// POD_CONFIG "-" is standard input. Errors are one line on stderr starting
+// "podctl: "; the exit status is 0 on success, 1 on failure, 2 for a usage
+// error, and 128+N when signal N (SIGINT, SIGTERM) cut a run short, after
+// the build was rolled back. stop and rm of a sandbox that is not there
+// fail ("no sandbox"), as crictl's do, unless --ignore-missing is given;
+// a sandbox that goes away while they run is success.
 //
-// The pause process is not a child of podctl, which exits: a small monitor
-// (podctl itself, re-executed) runs the runtime's create as a child
-// subreaper, so that the pause becomes its child, and reaps it when it
-// exits, as conmon and containerd's shims do. The runtime keeps its state
-// under podctl's run root, never in its own default state dir.
+// The pause process is not a child of podctl, which exits: the library's
+// runtime driver (package oci) runs the runtime's create in a small
+// monitor process (podctl itself, re-executed) that holds the pause as its
+// child and reaps it when it exits, as conmon and containerd's shims do.
+// The runtime keeps its state under podctl's run root, never in its own
+// default state dir.
 package main
 
 import (
@@ -31,13 +35,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/podsmith/podsmith/cgroups"
 	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/oci"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/spec"
 )
@@ -49,6 +59,15 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
+// signalError is a run cut short by a signal (exit status 128+N).
+type signalError struct {
+	sig syscall.Signal
+	err error
+}
+
+func (e *signalError) Error() string { return fmt.Sprintf("%v (%v)", e.err, e.sig) }
+func (e *signalError) Unwrap() error { return e.err }
+
 // globals are the flags before the command.
 type globals struct {
 	root, runRoot, netnsDir string
@@ -58,6 +77,7 @@ type globals struct {
 	pause                   string
 	logLevel                string
 	cniConfDir, cniBinDir   string
+	cniTimeout              time.Duration
 }
 
 const usage = `usage: podctl [global flags] COMMAND [flags] [ARG]
@@ -67,48 +87,56 @@ commands:
   plan POD_CONFIG               print the sandbox's spec, or every problem with the config
   inspect ID|NAME               print a sandbox as one JSON object
   ls [-o json|table]            list sandboxes
-  stop ID|NAME                  stop the pause process and release the network
-  rm [-f] ID|NAME               destroy a sandbox (-f: stop it first)
+  stop [--ignore-missing] ID|NAME    stop the pause process and release the network
+  rm [-f] [--ignore-missing] ID|NAME destroy a sandbox (-f: a running one too)
+  recover                       finish what crashed or killed runs left behind
+
+POD_CONFIG "-" reads standard input.
 
 global flags:
 `
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == monitorCommand {
-		os.Exit(monitorMain(os.Args[2:]))
+	if len(os.Args) > 1 && os.Args[1] == oci.MonitorCommand {
+		os.Exit(oci.MonitorMain(os.Args[2:]))
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run runs podctl with args and returns its exit status.
-func run(args []string, stdout, stderr io.Writer) int {
-	err := dispatch(args, stdout, stderr)
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdin, stdout, stderr)
 	if err == nil {
 		return 0
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	fmt.Fprintln(stderr, "podctl: "+msg)
 	var ue *usageError
-	if errors.As(err, &ue) {
+	var se *signalError
+	switch {
+	case errors.As(err, &ue):
 		return 2
+	case errors.As(err, &se):
+		return 128 + int(se.sig)
 	}
 	return 1
 }
 
-func dispatch(args []string, stdout, stderr io.Writer) error {
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var g globals
 	fs := flag.NewFlagSet("podctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&g.root, "root", sandbox.DefaultStateDir, "state dir (journals, names, the pause rootfs)")
 	fs.StringVar(&g.runRoot, "run-root", sandbox.DefaultRunDir, "run dir (bundles, runtime state)")
 	fs.StringVar(&g.netnsDir, "netns-dir", sandbox.DefaultNetnsDir, "where network namespaces are pinned")
-	fs.StringVar(&g.runtime, "runtime", "runc", "OCI runtime: runc, crun, or a path")
+	fs.StringVar(&g.runtime, "runtime", oci.DefaultRuntime, "OCI runtime: runc, crun, or a path")
 	fs.StringVar(&g.cgroupManager, "cgroup-manager", string(cgroups.Cgroupfs), "cgroup manager: cgroupfs or systemd")
 	fs.StringVar(&g.cgroupParent, "cgroup-parent", "", "cgroup parent of pods that name none (default: /podsmith, or podsmith.slice with systemd)")
 	fs.StringVar(&g.pause, "pause", "", "static pause binary (default: catatonit on PATH)")
 	fs.StringVar(&g.logLevel, "log-level", "warn", "debug, info, warn or error (to stderr)")
 	fs.StringVar(&g.cniConfDir, "cni-conf-dir", cni.DefaultConfDir, "CNI network configurations (none there: loopback only)")
 	fs.StringVar(&g.cniBinDir, "cni-bin-dir", strings.Join(cni.DefaultBinDirs, ","), "CNI plugin directories, comma-separated")
+	fs.DurationVar(&g.cniTimeout, "cni-timeout", cni.DefaultAddTimeout, "how long a CNI ADD may take before the run is rolled back")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,12 +147,15 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		}
 		return usagef("%v", err)
 	}
+	if g.cniTimeout <= 0 {
+		return usagef("--cni-timeout %v: must be positive", g.cniTimeout)
+	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return usagef("no command (run, plan, inspect, ls, stop, rm; -h for help)")
+		return usagef("no command (run, plan, inspect, ls, stop, rm, recover; -h for help)")
 	}
 	cmd, rest := rest[0], rest[1:]
-	c := &cli{g: g, stdout: stdout, stderr: stderr}
+	c := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
 	switch cmd {
 	case "run":
 		return c.run(rest)
@@ -138,18 +169,28 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return c.stop(rest)
 	case "rm", "remove":
 		return c.rm(rest)
+	case "recover":
+		return c.recover(rest)
 	}
-	return usagef("unknown command %q (run, plan, inspect, ls, stop, rm)", cmd)
+	return usagef("unknown command %q (run, plan, inspect, ls, stop, rm, recover)", cmd)
 }
 
 type cli struct {
 	g      globals
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 }
 
+// Whether a Builder needs the runtime.
+const (
+	noRuntime   = iota // plan, run --no-start
+	mayRuntime         // ls, inspect: without it, pauses show as not ready
+	needRuntime        // run, stop, rm, recover
+)
+
 // builder returns a Builder for the global flags. It writes nothing.
-func (c *cli) builder() (*sandbox.Builder, error) {
+func (c *cli) builder(runtime int) (*sandbox.Builder, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.g.logLevel)); err != nil {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", c.g.logLevel)
@@ -166,11 +207,12 @@ func (c *cli) builder() (*sandbox.Builder, error) {
 		BinDirs:       strings.Split(c.g.cniBinDir, ","),
 		CacheDir:      filepath.Join(c.g.root, "cni"),
 		AllowNoConfig: true,
+		AddTimeout:    c.g.cniTimeout,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return sandbox.NewBuilder(sandbox.Options{
+	opts := sandbox.Options{
 		Network:       network,
 		StateDir:      c.g.root,
 		RunDir:        c.g.runRoot,
@@ -179,10 +221,38 @@ func (c *cli) builder() (*sandbox.Builder, error) {
 		CgroupParent:  c.g.cgroupParent,
 		Pause:         spec.PauseOptions{Binary: c.g.pause},
 		Logger:        slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level})),
-	})
+	}
+	if runtime != noRuntime {
+		rt, err := c.runtime(manager)
+		if err != nil && runtime == needRuntime {
+			return nil, err
+		}
+		if err == nil {
+			opts.Runtime = rt
+		}
+	}
+	return sandbox.NewBuilder(opts)
 }
 
-func (c *cli) runtime() *ociRuntime { return newRuntime(c.g.runtime, c.g.runRoot) }
+// runtime returns the runtime's driver; its state goes under the run
+// root, and its creates run in a monitor (this binary) that outlives
+// podctl.
+func (c *cli) runtime(manager cgroups.Manager) (*oci.Runtime, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var args []string
+	if manager == cgroups.Systemd {
+		args = []string{"--systemd-cgroup"}
+	}
+	return oci.New(oci.Options{
+		Runtime:    c.g.runtime,
+		Root:       filepath.Join(c.g.runRoot, "runtime", filepath.Base(c.g.runtime)),
+		GlobalArgs: args,
+		Monitor:    self,
+	})
+}
 
 // parse parses a command's flags and checks it got exactly one argument.
 func parse(fs *flag.FlagSet, args []string, what string) (string, error) {
@@ -197,49 +267,77 @@ func parse(fs *flag.FlagSet, args []string, what string) (string, error) {
 }
 
 // podConfig parses a command's flags and its one argument, a pod config
-// file, and returns the file's path and config, and the Builder.
-func (c *cli) podConfig(fs *flag.FlagSet, args []string) (string, *sandbox.Config, *sandbox.Builder, error) {
+// file ("-": standard input), and returns the file's name and config.
+func (c *cli) podConfig(fs *flag.FlagSet, args []string) (string, *sandbox.Config, error) {
 	path, err := parse(fs, args, "pod config file")
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
-	cfg, err := sandbox.LoadConfig(path)
+	if path != "-" {
+		cfg, err := sandbox.LoadConfig(path)
+		return path, cfg, err
+	}
+	data, err := io.ReadAll(io.LimitReader(c.stdin, sandbox.MaxConfigSize+1))
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, fmt.Errorf("standard input: %w", err)
 	}
-	b, err := c.builder()
-	return path, cfg, b, err
+	cfg, err := sandbox.DecodeConfig(data)
+	var de *sandbox.DecodeError
+	if errors.As(err, &de) {
+		de.File = "(standard input)"
+	}
+	return "(standard input)", cfg, err
 }
 
 func (c *cli) run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	noStart := fs.Bool("no-start", false, "build the sandbox only")
-	path, cfg, b, err := c.podConfig(fs, args)
+	path, cfg, err := c.podConfig(fs, args)
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
+	need := needRuntime
+	if *noStart {
+		need = noRuntime
+	}
+	b, err := c.builder(need)
+	if err != nil {
+		return err
+	}
+	// SIGINT and SIGTERM cancel the build, which then rolls back; podctl
+	// exits with 128+N once nothing is left of it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got os.Signal
+	go func() {
+		if s, ok := <-sigs; ok {
+			got = s
+			cancel()
+		}
+	}()
 	sb, err := b.Build(ctx, cfg)
+	if err != nil && ctx.Err() != nil && got != nil {
+		return &signalError{sig: got.(syscall.Signal), err: err}
+	}
 	if errors.Is(err, sandbox.ErrInvalidConfig) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err != nil {
 		return err
 	}
-	if !*noStart {
-		rt := c.runtime()
-		if err := rt.start(sb.ID, sb.BundleDir); err != nil {
-			// Nothing is left of a sandbox whose pause did not start.
-			err = errors.Join(err, sb.Destroy(ctx), rt.forget(sb.ID))
-			return err
-		}
-	}
 	fmt.Fprintln(c.stdout, sb.ID)
 	return nil
 }
 
 func (c *cli) plan(args []string) error {
-	path, cfg, b, err := c.podConfig(flag.NewFlagSet("plan", flag.ContinueOnError), args)
+	path, cfg, err := c.podConfig(flag.NewFlagSet("plan", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	b, err := c.builder(noRuntime)
 	if err != nil {
 		return err
 	}
@@ -263,13 +361,32 @@ func (c *cli) plan(args []string) error {
 
 // find returns the sandbox named by ref (an ID, a unique ID prefix or a
 // name).
-func (c *cli) find(ref string) (*sandbox.Builder, *sandbox.Sandbox, error) {
-	b, err := c.builder()
+func (c *cli) find(ref string, runtime int) (*sandbox.Sandbox, error) {
+	b, err := c.builder(runtime)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sb, err := b.Find(ref)
-	return b, sb, err
+	if errors.Is(err, sandbox.ErrNotFound) {
+		return nil, &missingError{ref: ref, err: err}
+	}
+	return sb, err
+}
+
+// missingError is a reference to a sandbox that is not there.
+type missingError struct {
+	ref string
+	err error
+}
+
+func (e *missingError) Error() string { return fmt.Sprintf("no sandbox %q", truncate(e.ref)) }
+func (e *missingError) Unwrap() error { return e.err }
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // view is what inspect prints, and ls -o json lists.
@@ -278,6 +395,7 @@ type view struct {
 	Name        string            `json:"name"`
 	Metadata    sandbox.Metadata  `json:"metadata"`
 	State       string            `json:"state"`
+	Error       string            `json:"error,omitempty"`
 	Created     time.Time         `json:"created"`
 	BundleDir   string            `json:"bundle_dir"`
 	NetnsPath   string            `json:"netns_path,omitempty"`
@@ -306,6 +424,9 @@ func (c *cli) view(sb *sandbox.Sandbox) view {
 		Hostname: sb.Hostname, CgroupsPath: sb.CgroupsPath, IPs: []string{}, Timings: map[string]string{},
 		Labels: map[string]string{}, Annotations: map[string]string{}, Runtime: c.g.runtime,
 	}
+	if sb.Err != nil {
+		v.Error = sb.Err.Error()
+	}
 	if sb.Config != nil {
 		v.Metadata = sb.Config.Metadata
 		if sb.Config.Labels != nil {
@@ -324,11 +445,9 @@ func (c *cli) view(sb *sandbox.Sandbox) view {
 	switch sb.State {
 	case sandbox.StateBuilt:
 		v.State = stateNotReady
-		rt := c.runtime()
-		if st, err := rt.state(sb.ID); err == nil && st != nil && st.Status == "running" && alive(st.Pid) {
-			v.State, v.PausePID = stateReady, st.Pid
+		if st, err := sb.PauseState(context.Background()); err == nil && st.Status == specs.StateRunning {
+			v.State, v.PausePID, v.MonitorPID = stateReady, st.Pid, parentPID(st.Pid)
 		}
-		v.MonitorPID = rt.monitorPID(sb.ID)
 	case sandbox.StateBuilding:
 		v.State = stateBuilding
 	default:
@@ -337,12 +456,29 @@ func (c *cli) view(sb *sandbox.Sandbox) view {
 	return v
 }
 
+// parentPID returns the parent of process pid (the pause's monitor), 0 if
+// unknown.
+func parentPID(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
+}
+
 func (c *cli) inspect(args []string) error {
 	ref, err := parse(flag.NewFlagSet("inspect", flag.ContinueOnError), args, "ID or name")
 	if err != nil {
 		return err
 	}
-	_, sb, err := c.find(ref)
+	sb, err := c.find(ref, mayRuntime)
 	if err != nil {
 		return err
 	}
@@ -364,7 +500,7 @@ func (c *cli) ls(args []string) error {
 	if *format != "table" && *format != "json" {
 		return usagef("ls: -o %q: want table or json", *format)
 	}
-	b, err := c.builder()
+	b, err := c.builder(mayRuntime)
 	if err != nil {
 		return err
 	}
@@ -389,61 +525,72 @@ func (c *cli) ls(args []string) error {
 	return tw.Flush()
 }
 
-func (c *cli) stop(args []string) error {
-	ref, err := parse(flag.NewFlagSet("stop", flag.ContinueOnError), args, "ID or name")
+// target parses the one sandbox argument of stop and rm, and finds it.
+// With --ignore-missing, a sandbox that is not there is (nil, nil).
+func (c *cli) target(fs *flag.FlagSet, args []string) (*sandbox.Sandbox, error) {
+	ignore := fs.Bool("ignore-missing", false, "succeed when no sandbox has the ID or name")
+	ref, err := parse(fs, args, "ID or name")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, sb, err := c.find(ref)
-	if errors.Is(err, sandbox.ErrNotFound) {
-		return nil // stopping what is gone is done, as in CRI
+	sb, err := c.find(ref, needRuntime)
+	var me *missingError
+	if *ignore && errors.As(err, &me) {
+		return nil, nil
 	}
-	if err != nil {
-		return err
-	}
-	return c.stopSandbox(sb)
+	return sb, err
 }
 
-// stopSandbox stops the pause process (runtime kill, wait for it to exit,
-// runtime delete) and releases the sandbox's network, as CRI's
-// StopPodSandbox does. The rest stays until rm.
-func (c *cli) stopSandbox(sb *sandbox.Sandbox) error {
-	if err := c.runtime().stop(sb.ID); err != nil {
+func (c *cli) stop(args []string) error {
+	sb, err := c.target(flag.NewFlagSet("stop", flag.ContinueOnError), args)
+	if sb == nil || err != nil {
 		return err
 	}
-	if sb.State != sandbox.StateBuilt {
-		return nil
-	}
-	return sb.ReleaseNetwork(context.Background())
+	// Kill, wait and delete the pause, release the network: CRI's
+	// StopPodSandbox. The rest stays until rm.
+	return sb.Stop(context.Background())
 }
 
 func (c *cli) rm(args []string) error {
 	fs := flag.NewFlagSet("rm", flag.ContinueOnError)
-	force := fs.Bool("f", false, "stop a running sandbox first")
-	ref, err := parse(fs, args, "ID or name")
+	force := fs.Bool("f", false, "remove a running sandbox too")
+	sb, err := c.target(fs, args)
+	if sb == nil || err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if !*force {
+		st, err := sb.PauseState(ctx)
+		if err == nil && st.Status == specs.StateRunning {
+			return fmt.Errorf("sandbox %s is running: stop it first, or rm -f", sb.ID[:13])
+		}
+	}
+	// Destroy removes the pause container first (killing it with -f).
+	return sb.Destroy(ctx)
+}
+
+func (c *cli) recover(args []string) error {
+	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return usagef("recover: %v", err)
+	}
+	if fs.NArg() != 0 {
+		return usagef("recover: takes no arguments")
+	}
+	b, err := c.builder(needRuntime)
 	if err != nil {
 		return err
 	}
-	_, sb, err := c.find(ref)
-	if errors.Is(err, sandbox.ErrNotFound) {
-		return nil // removing what is gone is done, as in CRI
+	rep, err := b.Recover(context.Background())
+	for _, id := range rep.Destroyed {
+		fmt.Fprintf(c.stdout, "destroyed %s\n", id)
 	}
-	if err != nil {
-		return err
+	for _, p := range rep.Orphans {
+		fmt.Fprintf(c.stdout, "removed %s\n", p)
 	}
-	rt := c.runtime()
-	running, err := rt.running(sb.ID)
-	if err != nil {
-		return err
+	for _, id := range rep.Busy {
+		fmt.Fprintf(c.stdout, "busy %s\n", id)
 	}
-	if running && !*force {
-		return fmt.Errorf("sandbox %s is running: stop it first, or rm -f", sb.ID[:13])
-	}
-	if err := c.stopSandbox(sb); err != nil {
-		return err
-	}
-	if err := sb.Destroy(context.Background()); err != nil {
-		return err
-	}
-	return rt.forget(sb.ID)
+	return err
 }

@@ -90,12 +90,13 @@ func newEnv(t *testing.T, runtime string) *env {
 	// anything else left under root is a leak.
 	var skeleton []string
 	for _, d := range []string{"state", "state/journals", "state/names", "state/cni", "state/cni/results", "run", "run/journals", "run/names",
-		"run/sandboxes", "run/podctl", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
+		"run/sandboxes", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
 		skeleton = append(skeleton, filepath.Join(root, d))
 	}
 	e.lc = testutil.CheckLeaks(t, testutil.Leaks{
-		Roots:    []string{root},
-		NetnsDir: filepath.Join(root, "netns"),
+		Roots:        []string{root},
+		NetnsDir:     filepath.Join(root, "netns"),
+		CgroupParent: e.cgroupParent,
 		Ignore: []string{filepath.Join(root, "state", "pause"),
 			filepath.Join(root, "run", "state-dir"), filepath.Join(root, "state", "run-dir"),
 			filepath.Join(root, "state", "network.lock"), filepath.Join(root, "state", "network.gate")},
@@ -190,9 +191,9 @@ func TestSamples(t *testing.T) {
 				if cfg.HostNetwork() {
 					wantHost = node
 					assert.Empty(t, v.NetnsPath)
-					assert.Len(t, v.Timings, 7, "no netns and no network steps")
+					assert.Len(t, v.Timings, 9, "no netns and no network steps")
 				} else {
-					assert.Len(t, v.Timings, 9)
+					assert.Len(t, v.Timings, 11)
 					assert.FileExists(t, v.NetnsPath)
 				}
 				assert.Equal(t, wantHost, v.Hostname)
@@ -240,10 +241,14 @@ func TestSamples(t *testing.T) {
 				e.ok("rm", id)
 				require.NoError(t, json.Unmarshal([]byte(e.ok("ls", "-o", "json")), &list))
 				assert.Empty(t, list)
-				e.ok("rm", id) // idempotent
-				e.ok("stop", id)
-				r = e.podctl("inspect", id)
-				assert.Equal(t, 1, r.code)
+				// Gone: as crictl, stop and rm say so, unless told not to.
+				for _, cmd := range []string{"rm", "stop", "inspect"} {
+					r = e.podctl(cmd, id)
+					assert.Equal(t, 1, r.code, cmd)
+					assert.Equal(t, fmt.Sprintf("podctl: no sandbox %q\n", id), r.stderr, cmd)
+				}
+				e.ok("rm", "--ignore-missing", id)
+				e.ok("stop", "--ignore-missing", id)
 				assert.Empty(t, e.lc.Leaked())
 			})
 		}
@@ -357,7 +362,7 @@ func TestBadInputs(t *testing.T) {
 	}
 	r := e.podctl("inspect", "no-such-sandbox")
 	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "not found")
+	assert.Equal(t, "podctl: no sandbox \"no-such-sandbox\"\n", r.stderr)
 }
 
 // TestCrictlFormat builds a pod config written the way crictl's
@@ -439,6 +444,17 @@ func TestPlanUnprivileged(t *testing.T) {
 	assert.ElementsMatch(t, []string{"metadata.namespace", "metadata.uid", "dns_config.servers", `linux.sysctls["vm.swappiness"]`}, fields)
 	assert.Equal(t, 1, strings.Count(r.stderr, "\n"))
 	assert.NoDirExists(t, state)
+}
+
+// alive reports whether process pid exists and has not exited.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
 func readSample(t *testing.T, path string) *sandbox.Config {
