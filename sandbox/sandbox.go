@@ -353,11 +353,17 @@ func (b *Builder) destroy(ctx context.Context, id string, known journal.Snapshot
 }
 
 // destroyLocked destroys the sandbox whose journal j is, locked.
+//
+// The "destroying" record (it tells Recover that a crash cut the Destroy
+// short) fits in the room the journal reserved on disk; should it not be
+// written all the same, the undo still runs: a full disk is when a node
+// most needs its space back.
 func (b *Builder) destroyLocked(ctx context.Context, id string, j *journal.Journal) error {
-	if _, err := j.Append(journal.Record{Op: opDestroying}, false); err != nil {
-		return err
+	_, merr := j.Append(journal.Record{Op: opDestroying}, false)
+	if err := b.replay(ctx, id, j); err != nil {
+		return errors.Join(err, merr)
 	}
-	return b.replay(ctx, id, j)
+	return nil
 }
 
 // openJournal opens and locks a sandbox's journal, waiting (until ctx is

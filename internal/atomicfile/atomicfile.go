@@ -11,7 +11,9 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -79,38 +81,84 @@ func WriteFile(path string, data []byte, opts Options) (err error) {
 // fs.ErrExist if it does), holding data, with opts.Perm whatever the umask
 // (and, with opts.Sync, fsynced with its directory). It takes no temporary
 // file and four system calls: for a file nobody reads before it is whole.
-// On failure path is removed.
+// On failure (a full file system, say) path is removed, and the error
+// unwraps to the errno (syscall.ENOSPC).
 func CreateNew(path string, data []byte, opts Options) error {
 	perm := opts.Perm
 	if perm == 0 {
 		perm = 0o644
 	}
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(perm))
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(perm))
+		return err
+	})
 	if err != nil {
 		return &os.PathError{Op: "create", Path: path, Err: err}
 	}
-	for len(data) > 0 && err == nil {
-		var n int
-		n, err = unix.Write(fd, data)
-		data = data[n:]
-	}
+	op := "write"
+	err = writeAll(fd, data)
 	if err == nil {
-		err = unix.Fchmod(fd, uint32(perm))
+		op = "chmod"
+		err = ignoringEINTR(func() error { return unix.Fchmod(fd, uint32(perm)) })
 	}
 	if err == nil && opts.Sync {
-		err = unix.Fsync(fd)
+		op = "sync"
+		err = ignoringEINTR(func() error { return unix.Fsync(fd) })
 	}
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
+	// close is not retried on EINTR: Linux has released the descriptor
+	// whatever close returns.
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		op, err = "close", cerr
 	}
 	if err != nil {
 		_ = os.Remove(path)
-		return &os.PathError{Op: "write", Path: path, Err: err}
+		return &os.PathError{Op: op, Path: path, Err: err}
 	}
 	if opts.Sync {
-		return SyncDir(filepath.Dir(path))
+		if err := SyncDir(filepath.Dir(path)); err != nil {
+			_ = os.Remove(path)
+			return err
+		}
 	}
 	return nil
+}
+
+// write is write(2); tests replace it to see or disturb the calls.
+var write = unix.Write
+
+// writeAll writes all of data to fd, a blocking file. write(2) may write
+// less than asked without an error (a file system with less room than
+// data: the next call then fails with ENOSPC), and on an error returns -1,
+// never a count to slice by. EINTR is retried; EAGAIN is not (fd is not
+// non-blocking, so it would be a fault to report, not to spin on).
+func writeAll(fd int, data []byte) error {
+	for len(data) > 0 {
+		n, err := write(fd, data)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n <= 0 || n > len(data) {
+			// No progress and no error (or a count beyond data): never
+			// loop forever, nor slice out of range, on it.
+			return io.ErrShortWrite
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// ignoringEINTR runs fn until it fails with something other than EINTR (as
+// the os package does for its system calls).
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // SyncDir fsyncs a directory, making renames and creations in it durable.

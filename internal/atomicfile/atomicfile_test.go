@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestWriteFile(t *testing.T) {
@@ -89,4 +91,75 @@ func TestSyncFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
 	require.NoError(t, SyncFile(p))
 	require.ErrorIs(t, SyncFile(p+".none"), fs.ErrNotExist)
+}
+
+// fakeWrite replaces write with fn for the test.
+func fakeWrite(t *testing.T, fn func(fd int, p []byte) (int, error)) {
+	t.Cleanup(SetWrite(fn))
+}
+
+// writeResult is what a fake write(2) returns.
+type writeResult struct {
+	n   int
+	err error
+}
+
+func TestWriteAllShortWritesAndErrors(t *testing.T) {
+	data := []byte("0123456789")
+	tests := []struct {
+		name string
+		// results are what the fake write(2) returns, in turn; a positive
+		// count takes that many bytes.
+		results []writeResult
+		want    string
+		wantErr error
+	}{
+		{name: "short writes continue", results: []writeResult{{3, nil}, {1, nil}, {6, nil}}, want: "0123456789"},
+		{name: "EINTR is retried", results: []writeResult{{-1, syscall.EINTR}, {4, nil}, {-1, syscall.EINTR}, {6, nil}}, want: "0123456789"},
+		{name: "ENOSPC after a short write", results: []writeResult{{4, nil}, {-1, syscall.ENOSPC}}, want: "0123", wantErr: syscall.ENOSPC},
+		{name: "EAGAIN is an error, not a spin", results: []writeResult{{-1, syscall.EAGAIN}}, wantErr: syscall.EAGAIN},
+		{name: "no progress is an error", results: []writeResult{{0, nil}}, wantErr: io.ErrShortWrite},
+		{name: "a count beyond the data is an error", results: []writeResult{{11, nil}}, wantErr: io.ErrShortWrite},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []byte
+			calls := 0
+			fakeWrite(t, func(_ int, p []byte) (int, error) {
+				require.Less(t, calls, len(tt.results), "more write calls than expected")
+				r := tt.results[calls]
+				calls++
+				if r.n > 0 && r.n <= len(p) {
+					got = append(got, p[:r.n]...)
+				}
+				return r.n, r.err
+			})
+			err := writeAll(-1, data)
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tt.want, string(got))
+			assert.Equal(t, len(tt.results), calls)
+		})
+	}
+}
+
+func TestCreateNewWriteErrorRemovesFile(t *testing.T) {
+	calls := 0
+	fakeWrite(t, func(fd int, p []byte) (int, error) {
+		calls++
+		if calls > 1 {
+			return -1, syscall.ENOSPC // as write(2) returns it: -1
+		}
+		return unix.Write(fd, p[:1]) // a short write
+	})
+	p := filepath.Join(t.TempDir(), "hosts")
+	err := CreateNew(p, []byte("127.0.0.1 localhost\n"), Options{})
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	var pe *fs.PathError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "write", pe.Op)
+	assert.NoFileExists(t, p)
 }

@@ -122,6 +122,9 @@ func writeLocked(dir string, data []byte, sync bool) (f *os.File, tmp string, er
 	}
 	err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
 	if err == nil {
+		err = reserve(f, int64(len(data))+Reserve)
+	}
+	if err == nil {
 		_, err = f.Write(data)
 	}
 	if err == nil && sync {
@@ -136,6 +139,12 @@ func writeLocked(dir string, data []byte, sync bool) (f *os.File, tmp string, er
 	}
 	return f, tmp, nil
 }
+
+// Reserve is the room a new journal gets on disk beyond its first records
+// (see reserve): enough for a teardown's records, so a Destroy on a full
+// disk can still write them. Creating a journal on a disk without it
+// fails, before anything else is done.
+const Reserve = 8 << 10
 
 // forceNamedTemp makes writeLocked use a named temporary file, as on a
 // file system without O_TMPFILE (for tests).

@@ -13,22 +13,37 @@ import (
 	"github.com/podsmith/podsmith/internal/testutil"
 )
 
-// A full file system mid-append: the failed write is cut off, so the
-// journal stays readable and takes records again once there is room.
+// A full file system: the room a journal reserved takes a teardown's
+// records; past it, a failed write is cut off, so the journal stays
+// readable and takes records again once there is room.
 func TestAppendOnAFullFileSystem(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := t.TempDir()
 	testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}})
 	dir := filepath.Join(root, "fs")
 	require.NoError(t, os.Mkdir(dir, 0o700))
-	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8k"))
+	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"))
 	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 
 	p := filepath.Join(dir, "journal")
 	j, err := Create(p, Record{Op: "begin"})
 	require.NoError(t, err)
+	// Fill every page that is left.
 	filler := filepath.Join(dir, "filler")
-	require.NoError(t, os.WriteFile(filler, make([]byte, 4096), 0o600))
+	f, err := os.Create(filler)
+	require.NoError(t, err)
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			require.ErrorIs(t, err, unix.ENOSPC)
+			break
+		}
+	}
+	require.NoError(t, f.Close())
+	// A teardown's records fit in the reserve.
+	for range 40 {
+		_, err := j.Append(Record{Op: "undone", Ref: 1, Path: strings.Repeat("p", 100)}, false)
+		require.NoError(t, err, "within the reserve")
+	}
 	big := strings.Repeat("x", 3000)
 	var failed error
 	for range 10 {
@@ -49,6 +64,24 @@ func TestAppendOnAFullFileSystem(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, recs, n+1)
 	require.NoError(t, j.Close())
+	require.NoError(t, unix.Unmount(dir, 0))
+	require.NoError(t, os.Remove(dir))
+}
+
+// A journal that cannot have its reserve is not created.
+func TestCreateNeedsItsReserve(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}})
+	dir := filepath.Join(root, "fs")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4k"))
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	_, err := Create(filepath.Join(dir, "journal"), Record{Op: "begin"})
+	require.ErrorIs(t, err, unix.ENOSPC)
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, ents)
 	require.NoError(t, unix.Unmount(dir, 0))
 	require.NoError(t, os.Remove(dir))
 }

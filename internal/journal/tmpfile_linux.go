@@ -42,3 +42,15 @@ func linkAnonymous(f *os.File, path string) error {
 	}
 	return nil
 }
+
+// reserve allocates room for n bytes in f without changing its size
+// (fallocate, FALLOC_FL_KEEP_SIZE), so that appends up to n never need a
+// new block: a full disk must not stop a Destroy from recording what it
+// does. A file system that cannot is left as it is.
+func reserve(f *os.File, n int64) error {
+	err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, n)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return nil
+	}
+	return err
+}

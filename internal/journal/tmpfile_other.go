@@ -10,3 +10,5 @@ import (
 func openAnonymous(string) (*os.File, error) { return nil, errors.ErrUnsupported }
 
 func linkAnonymous(*os.File, string) error { return errors.ErrUnsupported }
+
+func reserve(*os.File, int64) error { return nil }

@@ -126,7 +126,9 @@ func NewCNINetwork(t testing.TB, o CNINetworkOptions) *CNINetwork {
 		}
 		_ = exec.Command("ip", "link", "del", n.Name).Run()
 		if len(forward) > 0 {
-			_ = os.WriteFile("/proc/sys/net/ipv4/ip_forward", forward, 0o644)
+			if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", forward, 0o644); err != nil {
+				t.Errorf("put back net.ipv4.ip_forward=%s: %v", strings.TrimSpace(string(forward)), err)
+			}
 		}
 		removeNewHostportChains(t, chainsBefore)
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/podsmith/podsmith/internal/atomicfile"
+	"github.com/podsmith/podsmith/internal/owndir"
 	"github.com/podsmith/podsmith/netns"
 )
 
@@ -230,6 +233,13 @@ func (n *Network) Prepare(_ context.Context, a *Attachment) error {
 	if _, err := BandwidthFromAnnotations(a.Annotations); err != nil {
 		return err
 	}
+	// libcni writes its cache below CacheDir, following links: a symlink
+	// planted there would take it elsewhere.
+	for _, d := range []string{n.opts.CacheDir, filepath.Join(n.opts.CacheDir, "results")} {
+		if err := owndir.Make(d, 0o700); err != nil {
+			return &ConfigError{File: d, Err: err}
+		}
+	}
 	list, err := n.load()
 	if n.opts.AllowNoConfig && n.opts.NetworkName == "" && errors.Is(err, ErrNoConfig) {
 		return ErrLoopbackOnly
@@ -409,7 +419,10 @@ func (n *Network) del(ctx context.Context, list *libcni.NetworkConfigList, rt *l
 	var errs []error
 	for i := len(list.Plugins) - 1; i >= 0; i-- {
 		if cached != nil {
-			_ = os.WriteFile(cache, cached, 0o600)
+			// Should the cache not come back (a full disk), the plugin's
+			// DEL runs without prevResult, as a DEL must be able to; its
+			// own failure, if any, is reported.
+			_ = restoreCache(cache, cached)
 		}
 		one := &libcni.NetworkConfigList{
 			Name: list.Name, CNIVersion: list.CNIVersion, DisableCheck: list.DisableCheck, DisableGC: list.DisableGC,
@@ -420,11 +433,26 @@ func (n *Network) del(ctx context.Context, list *libcni.NetworkConfigList, rt *l
 		}
 	}
 	if len(errs) > 0 && cached != nil {
-		_ = os.WriteFile(cache, cached, 0o600)
+		if err := restoreCache(cache, cached); err != nil {
+			errs = append(errs, fmt.Errorf("keep the cached result for a retry: %w", err))
+		}
 	} else if len(errs) == 0 {
 		_ = os.Remove(cache)
 	}
 	return errors.Join(errs...)
+}
+
+// restoreCache puts back libcni's cached result at path, which libcni
+// removes after every DEL that succeeds. A file still there holds the same
+// bytes and is left alone (on a full disk a rewrite could only tear it). A
+// write that fails (ENOSPC) leaves no half result behind for the next
+// plugin or the retry: libcni would drop it, and with it the prevResult.
+func restoreCache(path string, data []byte) error {
+	err := atomicfile.CreateNew(path, data, atomicfile.Options{Perm: 0o600})
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	return err
 }
 
 // Check runs CHECK on a live attachment.

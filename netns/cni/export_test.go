@@ -1,0 +1,4 @@
+package cni
+
+// RestoreCache is restoreCache, for the external package's tests.
+var RestoreCache = restoreCache
