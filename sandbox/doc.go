@@ -38,14 +38,21 @@
 // this process or another, and Load, List, Recover and CollectNetwork
 // respect it.
 //
-// The host-facing work goes through small interfaces (NetNSManager,
-// Mounter, RootfsProvider, Network) whose defaults are podsmith's netns,
-// mounts and spec packages; package sandboxtest fakes them so code that
-// embeds a Builder can be tested as a normal user.
+// The pause. With Options.Runtime (package oci drives runc and crun), the
+// Build's last steps create and start the pause container, its removal
+// journaled before the create like every other undo; Stop, Destroy, a
+// rollback and Recover remove it (kill, wait, delete, and the cgroup a
+// killed create left) before anything it uses. Without a Runtime, Build
+// returns a ready bundle for the caller to run.
 //
-// What it is not for: it does not start the pause process (give BundleDir
-// to runc or crun), pull images, or manage containers. Building needs root
-// (CAP_SYS_ADMIN, CAP_NET_ADMIN) and Linux; Plan needs neither.
+// The host-facing work goes through small interfaces (NetNSManager,
+// Mounter, RootfsProvider, Network, Runtime) whose defaults are podsmith's
+// netns, mounts and spec packages; package sandboxtest fakes them so code
+// that embeds a Builder can be tested as a normal user.
+//
+// What it is not for: it does not pull images or manage app containers.
+// Building needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and Linux; Plan needs
+// neither.
 //
 // Errors are typed and never need matching on text: ErrInvalidConfig
 // (*ConfigError, *DecodeError), ErrNameReserved (*NameReservedError,

@@ -246,29 +246,59 @@ func TestSignalDuringRun(t *testing.T) {
 }
 
 // TestCNITimeout: a plugin that hangs on ADD is cut off at --cni-timeout,
-// and the run rolls back.
+// or by a signal to podctl, and the run rolls back, the plugin killed.
 func TestCNITimeout(t *testing.T) {
 	e := newEnv(t, "runc")
 	bin := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(bin, "hang"), []byte(`#!/bin/sh
+	adding := filepath.Join(bin, "adding")
+	require.NoError(t, unix.Mkfifo(adding, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "hang"), fmt.Appendf(nil, `#!/bin/sh
 case "$CNI_COMMAND" in
-ADD) exec sleep 600 ;;
+ADD) echo $$ > %q; exec sleep 600 ;;
 VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
 esac
-`), 0o755))
+`, adding), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(e.cniConfDir, "10-hang.conflist"),
 		[]byte(`{"cniVersion":"1.0.0","name":"hang","plugins":[{"type":"hang"}]}`), 0o644))
 	e.cniBinDirs = []string{bin}
+	// The plugin's PID, once its ADD began.
+	plugin := func() int {
+		b, err := os.ReadFile(adding)
+		require.NoError(t, err)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		require.NoError(t, err)
+		return pid
+	}
+
 	start := time.Now()
 	cmd := e.command("--cni-timeout", "500ms", "run", podFile(t, "hanging", false))
-	r := runCommand(t, cmd)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	pid := plugin()
+	err := cmd.Wait()
 	took := time.Since(start)
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "deadline exceeded")
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 1, ee.ExitCode())
+	assert.Contains(t, stderr.String(), "deadline exceeded")
 	assert.Less(t, took, 30*time.Second, "cut off at the timeout, not after minutes")
+	assert.False(t, alive(pid), "the plugin was killed")
 	assert.Empty(t, e.list())
-	r = e.podctl("--cni-timeout", "0s", "ls")
+
+	cmd = e.command("run", podFile(t, "hanging", false))
+	require.NoError(t, cmd.Start())
+	pid = plugin()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	err = cmd.Wait()
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 128+int(syscall.SIGTERM), ee.ExitCode())
+	assert.False(t, alive(pid), "the plugin was killed, not left to init")
+	assert.Empty(t, e.list())
+
+	r := e.podctl("--cni-timeout", "0s", "ls")
 	assert.Equal(t, 2, r.code, "a timeout must be positive")
+	reapOrphans(t, 10*time.Second)
 	assert.Empty(t, e.lc.Leaked())
 }
 

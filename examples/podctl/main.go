@@ -328,7 +328,9 @@ func (c *cli) run(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(c.stdout, sb.ID)
+	if _, err := fmt.Fprintln(c.stdout, sb.ID); err != nil {
+		return fmt.Errorf("sandbox %s is running, but its ID could not be printed: %w", sb.ID, err)
+	}
 	return nil
 }
 
