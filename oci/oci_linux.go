@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,22 +26,17 @@ func lookPath(name string) (string, error) { return exec.LookPath(name) }
 
 // command returns the runtime command for args, after --root and the
 // global args.
-func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
-	all := append(append([]string{"--root", r.root}, r.args...), args...)
-	if ctx == nil {
-		return exec.Command(r.bin, all...)
-	}
-	return exec.CommandContext(ctx, r.bin, all...)
+func (r *Runtime) command(args ...string) *exec.Cmd {
+	return exec.Command(r.bin, append(append([]string{"--root", r.root}, r.args...), args...)...)
 }
 
 // run runs a runtime command that leaves no process behind (everything
 // but create), "<op> <id> <args>", and returns its standard output.
 func (r *Runtime) run(ctx context.Context, op, id string, args ...string) ([]byte, error) {
-	cmd := r.command(ctx, append([]string{op, id}, args...)...)
+	cmd := r.command(append([]string{op, id}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = time.Second
-	if err := cmd.Run(); err != nil {
+	if err := startAndWait(ctx, cmd); err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w (%w)", err, cerr)
 		}
@@ -289,7 +285,7 @@ func anonymousFile(dir string) (*os.File, error) {
 // createCommand is the runtime's create of id; its process gets SIGKILL
 // if its parent dies first.
 func (r *Runtime) createCommand(id, bundle string) *exec.Cmd {
-	cmd := r.command(nil, "create", "--bundle", bundle, "--pid-file", filepath.Join(bundle, PidFile), id)
+	cmd := r.command("create", "--bundle", bundle, "--pid-file", filepath.Join(bundle, PidFile), id)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
@@ -352,17 +348,25 @@ func (r *Runtime) adopt(id string, pid int) {
 	}
 }
 
-// startAndWait runs cmd, killing it when ctx ends. (exec.CommandContext
-// would do that too, but create's command is made before the context is
-// known in the monitor.)
+// startAndWait runs cmd, killing it when ctx ends. It forks from a
+// goroutine locked to its OS thread until cmd has exited: the kernel ties
+// PR_SET_PDEATHSIG to the thread that forked, and Go ends a thread that a
+// goroutine leaves locked, which would kill a create half-way.
 func startAndWait(ctx context.Context, cmd *exec.Cmd) error {
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
-	err := cmd.Wait()
-	stop()
-	return err
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			done <- err
+			return
+		}
+		stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+		err := cmd.Wait()
+		stop()
+		done <- err
+	}()
+	return <-done
 }
 
 func readAll(f *os.File) ([]byte, error) {

@@ -110,12 +110,17 @@ func HybridCgroups() (bool, error) {
 // with --cgroup-manager=disabled. The script runs crun in a private mount
 // namespace where the cgroup2 mount at /sys/fs/cgroup/unified is lazily
 // unmounted, so crun sees pure cgroup v1; the host's mounts are untouched.
+// A private tmpfs then covers that path: crun takes the bare directory the
+// unmount uncovers for a v1 hierarchy and writes cgroup dirs into it,
+// which would stay on the host's /sys/fs/cgroup tmpfs, hidden under the
+// cgroup2 mount, with nothing ever removing them.
 // Every crun call goes through it, so create, start, kill and delete all
 // see the same layout.
 func CrunWrapper(dir, crun string) (string, error) {
 	script := "#!/bin/sh\n" +
 		"# crun with the hybrid cgroup2 mount hidden: see testutil.CrunWrapper.\n" +
-		"exec unshare --mount --propagation private sh -c 'umount -l /sys/fs/cgroup/unified && exec \"$0\" \"$@\"' " +
+		"exec unshare --mount --propagation private sh -c 'umount -l /sys/fs/cgroup/unified && " +
+		"mount -t tmpfs -o size=64k,mode=755 podsmith-crun-hybrid /sys/fs/cgroup/unified && exec \"$0\" \"$@\"' " +
 		strconv.Quote(crun) + " \"$@\"\n"
 	p := filepath.Join(dir, "crun-hybrid")
 	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
