@@ -4,7 +4,11 @@
 // podsmith package.
 package platform
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
-// ErrNotSupported is returned by Linux-only operations on other systems.
-var ErrNotSupported = errors.New("not supported on this operating system")
+// ErrNotSupported is returned by Linux-only operations on other systems. It
+// matches errors.ErrUnsupported.
+var ErrNotSupported = fmt.Errorf("not supported on this operating system: %w", errors.ErrUnsupported)
