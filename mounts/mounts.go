@@ -3,7 +3,9 @@ package mounts
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -104,6 +106,51 @@ func Unmount(path string) error { return unmountAndRemove(path) }
 // On failure it undoes what it did. It refuses a dst that is already a
 // mount point.
 func BindReadOnly(src, dst string) error { return bindReadOnly(src, dst) }
+
+// RemoveTree removes the directory tree dir without ever entering a mount
+// point: a mount left inside (an unmount that failed, or one nobody
+// expected) is an error, not a reason to delete what is on the mounted
+// file system. A dir that is gone is success; a symlink (or file) at dir
+// is removed, never what it points to.
+func RemoveTree(dir string) error {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return os.Remove(dir)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			mounted, err := isMountPoint(p)
+			if err != nil && !errors.Is(err, ErrNotSupported) {
+				return err
+			}
+			if mounted {
+				return fmt.Errorf("mounts: %s is still a mount point", p)
+			}
+			if err := RemoveTree(p); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
 
 // IsMountPoint reports whether path is a mount point (including a bind
 // mount of a file, such as a netns pin). A missing path is not a mount

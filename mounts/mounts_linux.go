@@ -10,13 +10,12 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/selinux/go-selinux/label"
 	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/peel"
 )
 
 // shmFlags are the mount flags of a shm tmpfs.
 const shmFlags = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
-
-// maxUnmounts bounds the loop that peels stacked mounts off a path.
-const maxUnmounts = 16
 
 // mountPointDir makes the directory path for a mount (an existing one that
 // is not a mount point will do) and reports whether it made it.
@@ -90,18 +89,8 @@ func bindReadOnly(src, dst string) error {
 }
 
 func unmountAndRemove(path string) error {
-	for i := 0; ; i++ {
-		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
-		if err == nil {
-			if i == maxUnmounts {
-				return fmt.Errorf("mounts: unmount %s: still mounted after %d unmounts", path, maxUnmounts)
-			}
-			continue
-		}
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			break // not (or no longer) a mount point
-		}
-		return fmt.Errorf("mounts: unmount %s: %w", path, err)
+	if err := peel.Unmount(path); err != nil {
+		return fmt.Errorf("mounts: %w", err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("mounts: remove %s: %w", path, err)

@@ -302,3 +302,27 @@ func TestMountsRefuseASymlinkedMountPoint(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, mounted, "nothing mounted through the link")
 }
+
+// RemoveTree removes a tree but never what is on a mount inside it.
+func TestRemoveTree(t *testing.T) {
+	root := privileged(t)
+	tree := filepath.Join(root, "tree")
+	require.NoError(t, os.MkdirAll(filepath.Join(tree, "a", "b"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tree, "a", "b", "f"), nil, 0o600))
+	outside := t.TempDir()
+	require.NoError(t, os.Symlink(outside, filepath.Join(tree, "link")))
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "kept"), nil, 0o600))
+	m := filepath.Join(tree, "a", "m")
+	require.NoError(t, os.Mkdir(m, 0o755))
+	require.NoError(t, unix.Mount("tmpfs", m, "tmpfs", 0, "size=4k"))
+	require.NoError(t, os.WriteFile(filepath.Join(m, "precious"), nil, 0o600))
+	err := RemoveTree(tree)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "still a mount point")
+	assert.FileExists(t, filepath.Join(m, "precious"))
+	require.NoError(t, unix.Unmount(m, 0))
+	require.NoError(t, RemoveTree(tree))
+	assert.NoDirExists(t, tree)
+	assert.FileExists(t, filepath.Join(outside, "kept"), "a symlink is removed, not followed")
+	require.NoError(t, RemoveTree(tree), "gone is success")
+}

@@ -9,6 +9,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/peel"
 )
 
 const errBusy = unix.EBUSY
@@ -66,14 +68,14 @@ func create(dir, path string) (err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("netns: pin dir: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("netns: %s: %w", path, ErrExist)
 		}
-		return fmt.Errorf("netns: create pin: %w", err)
+		return fmt.Errorf("netns: create pin: %w", &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	_ = f.Close()
+	_ = unix.Close(fd)
 	defer func() {
 		if err != nil {
 			_ = remove(path)
@@ -205,22 +207,12 @@ func inode(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// maxUnmounts bounds the loop that peels mounts stacked on a pin.
-const maxUnmounts = 16
-
 func remove(path string) error {
-	for i := 0; ; i++ {
-		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
-		if err == nil {
-			if i == maxUnmounts {
-				return fmt.Errorf("netns: unmount %s: still mounted after %d unmounts: %w", path, maxUnmounts, ErrBusy)
-			}
-			continue
+	if err := peel.Unmount(path); err != nil {
+		if errors.Is(err, peel.ErrStillMounted) {
+			return fmt.Errorf("netns: %w (%w)", err, ErrBusy)
 		}
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			break // not (or no longer) a mount point
-		}
-		return fmt.Errorf("netns: unmount %s: %w", path, err)
+		return fmt.Errorf("netns: %w", err)
 	}
 	if err := os.Remove(path); err != nil {
 		switch {

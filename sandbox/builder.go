@@ -4,18 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-
-	"golang.org/x/sys/unix"
 	"time"
 
 	"github.com/opencontainers/selinux/go-selinux/label"
@@ -24,7 +19,8 @@ import (
 	"github.com/podsmith/podsmith/internal/atomicfile"
 	"github.com/podsmith/podsmith/internal/journal"
 	"github.com/podsmith/podsmith/internal/owndir"
-	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/pod"
+	"github.com/podsmith/podsmith/sandbox/internal/testhook"
 	"github.com/podsmith/podsmith/spec"
 )
 
@@ -36,8 +32,7 @@ type Step string
 const (
 	// StepValidate checks the config and computes the plan (Plan).
 	StepValidate Step = "validate"
-	// StepReserve creates the sandbox's journal (in the run dir) and
-	// reserves its name.
+	// StepReserve creates the sandbox's journal and reserves its name.
 	StepReserve Step = "reserve"
 	// StepDirs creates the bundle directory under the run dir.
 	StepDirs Step = "dirs"
@@ -51,8 +46,8 @@ const (
 	// host-network pods).
 	StepNetns Step = "netns"
 	// StepNetwork attaches the network namespace to the node's network
-	// (CNI ADD; not for host-network pods; without a Network, loopback
-	// only, it does nothing).
+	// (not for host-network pods; without a Network, or with none
+	// configured, it does nothing).
 	StepNetwork Step = "network"
 	// StepSpec writes config.json. Without a Runtime, the sandbox is then
 	// built.
@@ -69,30 +64,6 @@ func Steps() []Step {
 	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepNetwork, StepSpec, StepCreate, StepStart}
 }
 
-// Journal operations. The undo ones name what to undo; the others record
-// the sandbox's life.
-const (
-	opBegin        = "begin"          // Data: sandboxRecord
-	opReleaseName  = "release-name"   // Path: the name link, Name: the ID it holds
-	opReleaseLabel = "release-label"  // Name: the SELinux process label
-	opRemoveDir    = "remove-dir"     // Path
-	opUnmount      = "unmount"        // Path
-	opNetnsRemove  = "netns-remove"   // Path
-	opDetach       = "cni-del"        // Data: Attachment
-	opRemovePause  = "runtime-delete" // Name: the container ID, Path: its cgroup dir
-	opBuilt        = "built"          // Data: builtRecord
-	opDestroying   = "destroying"
-	opUndone       = "undone" // Ref: the undone record's Seq
-)
-
-func isUndo(op string) bool {
-	switch op {
-	case opReleaseName, opReleaseLabel, opRemoveDir, opUnmount, opNetnsRemove, opDetach, opRemovePause:
-		return true
-	}
-	return false
-}
-
 // Builder builds and destroys sandboxes on one node. It is safe for
 // concurrent use by many goroutines, and several Builders (in several
 // processes) may share the same directories: names are reserved on disk
@@ -102,21 +73,15 @@ type Builder struct {
 	pauseArgs []string
 	oomScore  int
 	hostCaps  []string
-	sysctls   map[string]string
+	sysctls   map[string]string // Options.DefaultSysctls, normalized
 	log       *slog.Logger
+	tag       string // this Builder's mark on shared resources (netns pins)
 
-	hostResolv *hostResolv
+	nodeResolv *dns.NodeResolvConf
+	labels     heldLabels
 
 	prepMu sync.Mutex
-	rootfs *spec.PauseRootfs // set by prepare
-
-	labelMu sync.Mutex
-	labels  map[string]bool // SELinux process labels this Builder's sandboxes hold
-
-	claimMu sync.Mutex
-	claimed bool // the run dir and state dir claim each other (see claim)
-
-	tag string // this Builder's mark on shared resources (netns pins)
+	rootfs *spec.PauseRootfs // set by Prepare
 }
 
 // NewBuilder checks opts and returns a Builder; unset options take their
@@ -129,7 +94,7 @@ func NewBuilder(opts Options) (*Builder, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256([]byte(o.StateDir))
-	b := &Builder{opts: o, log: o.Logger, hostResolv: &hostResolv{path: o.HostResolvConf}, tag: hex.EncodeToString(sum[:4])}
+	b := &Builder{opts: o, log: o.Logger, nodeResolv: dns.NewNodeResolvConf(o.HostResolvConf), tag: hex.EncodeToString(sum[:4])}
 	if b.sysctls, err = spec.NormalizeSysctls(o.DefaultSysctls, false, false); err != nil {
 		var probs problems
 		probs.sysctls("Options.DefaultSysctls", err)
@@ -143,14 +108,43 @@ func NewBuilder(opts Options) (*Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	if b.hostCaps, err = spec.HostCapabilities(); err != nil {
-		b.hostCaps = spec.DefaultCapabilities // not Linux: privileged pods get the default set
+	b.hostCaps, err = hostCapabilities()
+	if errors.Is(err, ErrNotSupported) {
+		b.hostCaps, err = spec.DefaultCapabilities, nil // not Linux: nothing to run anyway
+	}
+	if err != nil {
+		// On Linux, privileged pods get the bounding set's capabilities:
+		// without it they would silently get fewer.
+		return nil, fmt.Errorf("sandbox: the capabilities privileged pods get: %w", err)
 	}
 	return b, nil
 }
 
+// hostCapabilities is spec.HostCapabilities (a variable for a test).
+var hostCapabilities = spec.HostCapabilities
+
 // Options returns the Builder's options, defaults filled in.
 func (b *Builder) Options() Options { return b.opts }
+
+// Paths in the Builder's directories.
+func (b *Builder) journalPath(id string) string {
+	return filepath.Join(b.opts.StateDir, "journals", id)
+}
+func (b *Builder) bundleDir(id string) string { return filepath.Join(b.opts.RunDir, "sandboxes", id) }
+func (b *Builder) networkDir() string         { return filepath.Join(b.opts.StateDir, "network") }
+
+// nameLink is where a name is reserved: a symlink to the ID of the sandbox
+// that holds it, named by the name's hash (names are up to 700 bytes).
+func (b *Builder) nameLink(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return filepath.Join(b.opts.StateDir, "names", hex.EncodeToString(sum[:20]))
+}
+
+// netnsName names a sandbox's netns pin: "podsmith-", a tag of this
+// Builder (its state dir's) and the ID. The netns dir may be shared with
+// other Builders (/run/netns is the default): a Builder sweeps only pins
+// with its own tag.
+func (b *Builder) netnsName(id string) string { return "podsmith-" + b.tag + "-" + id }
 
 // Prepare makes the Builder's directories and the shared pause rootfs, and
 // returns the rootfs. It is idempotent (once it has succeeded it returns at
@@ -163,11 +157,8 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 		return b.rootfs, nil
 	}
 	o := b.opts
-	if err := b.claim(true, false); err != nil {
-		return nil, err
-	}
 	// The Builder's own directories: a symlink planted at one of them
-	// would take every write below it elsewhere (owndir).
+	// would take every write below it elsewhere.
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
@@ -175,8 +166,7 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 		{filepath.Join(o.StateDir, "journals"), 0o700},
 		{filepath.Join(o.StateDir, "names"), 0o700},
 		{filepath.Join(o.StateDir, "pause"), 0o755},
-		{filepath.Join(o.RunDir, "journals"), 0o700},
-		{filepath.Join(o.RunDir, "names"), 0o700},
+		{b.networkDir(), 0o700},
 		{filepath.Join(o.RunDir, "sandboxes"), 0o700},
 		{o.NetnsDir, 0o755},
 	} {
@@ -187,17 +177,16 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 	// The network lock's files exist from now on: opening them is then no
 	// disk write on a Build's path.
 	for _, p := range []string{b.networkGate(), b.networkLock()} {
-		lock, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
-		if err != nil {
+		if err := atomicfile.CreateNew(p, nil, atomicfile.Options{Perm: 0o600}); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
-		lock.Close()
 	}
-	// The durable journals' directories must survive a power loss too.
+	// Journals fsynced later must not lose their directory to a power
+	// loss.
 	if err := atomicfile.SyncDir(o.StateDir); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	rootfs, err := o.Rootfs.PreparePauseRootfs(filepath.Join(o.StateDir, "pause"), o.Pause)
+	rootfs, err := o.Host.PreparePauseRootfs(filepath.Join(o.StateDir, "pause"), o.Pause)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
@@ -205,55 +194,24 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 	return rootfs, nil
 }
 
-// sandboxRecord is the journal's first record: what a Builder needs to
-// load the sandbox later.
-type sandboxRecord struct {
-	ID           string    `json:"id"`
-	Name         string    `json:"name"`
-	Config       *Config   `json:"config"`
-	Hostname     string    `json:"hostname"`
-	BundleDir    string    `json:"bundle_dir"`
-	NetnsPath    string    `json:"netns_path,omitempty"`
-	Files        Files     `json:"files"`
-	ShmSize      int64     `json:"shm_size,omitempty"`
-	CgroupParent string    `json:"cgroup_parent"`
-	CgroupsPath  string    `json:"cgroups_path"`
-	CgroupDir    string    `json:"cgroup_dir"`
-	Created      time.Time `json:"created"`
-}
-
-// builtRecord marks the sandbox built, with what the build learned.
-type builtRecord struct {
-	IPs     []netip.Addr `json:"ips,omitempty"`
-	Pid     int          `json:"pid,omitempty"` // the pause's, with a Runtime
-	Timings []StepTiming `json:"timings"`
-}
-
-// StepTiming is how long a step of the Build took.
-type StepTiming struct {
-	Step     Step          `json:"step"`
-	Duration time.Duration `json:"duration"`
-}
-
 // build is one Build in progress.
 type build struct {
 	b       *Builder
-	p       *Plan
+	p       *plan
 	j       *journal.Journal
-	ips     []netip.Addr
-	pid     int // the pause's
 	timings []StepTiming
 	t0      time.Time // when the current step started
-	durable bool      // the journal is on the state dir
+	durable bool      // records from now on are fsynced
 }
 
-// Build builds the sandbox cfg asks for and returns it with its bundle
-// ready for a runtime. Either it succeeds or the host is left as it was:
-// a failed step is rolled back by replaying the journal backwards, on a
-// context detached from ctx (so a cancelled ctx still cleans up) with
-// Options.UndoTimeout. Errors: a *ConfigError for an invalid config, a
-// *NameReservedError for a name in use, else a *StepError naming the step.
-func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
+// Build builds the sandbox cfg asks for and returns it: with a Runtime its
+// pause runs, without one its bundle is ready for a runtime. Either it
+// succeeds or the host is left as it was: a failed step is rolled back by
+// replaying the journal backwards, on a context detached from ctx (so a
+// cancelled ctx still cleans up) with Options.UndoTimeout. Errors: a
+// *ConfigError for an invalid config, a *NameReservedError for a name in
+// use, else a *StepError naming the step.
+func (b *Builder) Build(ctx context.Context, cfg *pod.Config) (*Sandbox, error) {
 	start := time.Now()
 	if err := b.hook(ctx, "", StepValidate); err != nil {
 		return nil, &StepError{Step: StepValidate, Err: err}
@@ -262,9 +220,10 @@ func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.holdLabel(p.processLabel)
+	b.labels.hold(p.processLabel)
 	bl := &build{b: b, p: p}
 	bl.timed(StepValidate, start, nil)
+	noRuntime := b.opts.Runtime == nil
 	steps := []struct {
 		step Step
 		run  func(context.Context) error
@@ -274,49 +233,54 @@ func (b *Builder) Build(ctx context.Context, cfg *Config) (*Sandbox, error) {
 		{StepDirs, bl.dirs, false},
 		{StepFiles, bl.files, false},
 		{StepRootfs, bl.bindRootfs, false},
-		{StepShm, bl.shm, p.HostIPC},
-		{StepNetns, bl.netns, p.HostNetwork},
-		{StepNetwork, bl.network, p.HostNetwork},
+		{StepShm, bl.shm, p.hostIPC},
+		{StepNetns, bl.netns, p.hostNetwork},
+		{StepNetwork, bl.network, p.hostNetwork},
 		{StepSpec, bl.spec, false},
-		{StepCreate, bl.create, b.opts.Runtime == nil},
-		{StepStart, bl.start, b.opts.Runtime == nil},
+		{StepCreate, bl.create, noRuntime},
+		{StepStart, bl.start, noRuntime},
 	}
-	last := StepSpec
-	if b.opts.Runtime != nil {
-		last = StepStart
+	last := StepStart
+	if noRuntime {
+		last = StepSpec
 	}
 	for _, s := range steps {
 		if s.skip {
 			continue
 		}
-		t0 := time.Now()
-		bl.t0 = t0
+		bl.t0 = time.Now()
 		err := ctx.Err()
 		if err == nil {
 			err = b.hook(ctx, p.ID, s.step)
+		}
+		if errors.Is(err, testhook.ErrCrash) {
+			bl.crash()
+			return nil, &StepError{ID: p.ID, Step: s.step, Err: err}
 		}
 		if err == nil {
 			err = s.run(ctx)
 		}
 		if err == nil && s.step == last {
-			err = bl.markBuilt(s.step)
+			err = bl.markBuilt(last)
 		}
-		bl.timed(s.step, t0, err)
+		bl.timed(s.step, bl.t0, err)
 		if err != nil {
 			return nil, bl.fail(ctx, s.step, err)
 		}
 	}
-	sb := bl.sandbox()
-	sb.journal = bl.j.Snapshot()
+	sb := p.Sandbox
+	sb.State, sb.Timings, sb.journal = StateBuilt, bl.timings, bl.j.Snapshot()
 	bl.j.Close()
 	return sb, nil
 }
 
 func (b *Builder) hook(ctx context.Context, id string, step Step) error {
-	if b.opts.BeforeStep == nil {
-		return nil
+	for _, h := range b.opts.hooks {
+		if err := h(ctx, id, string(step)); err != nil {
+			return err
+		}
 	}
-	return b.opts.BeforeStep(ctx, id, step)
+	return nil
 }
 
 func (bl *build) timed(step Step, t0 time.Time, err error) {
@@ -332,7 +296,7 @@ func (bl *build) timed(step Step, t0 time.Time, err error) {
 func (bl *build) fail(ctx context.Context, step Step, err error) error {
 	var nr *NameReservedError
 	if bl.j == nil { // nothing journaled: nothing was done
-		bl.b.releaseHeldLabel(bl.p.processLabel)
+		bl.b.labels.release(bl.p.processLabel)
 		if errors.As(err, &nr) {
 			return err
 		}
@@ -340,7 +304,7 @@ func (bl *build) fail(ctx context.Context, step Step, err error) error {
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bl.b.opts.UndoTimeout)
 	defer cancel()
-	rerr := bl.b.replay(uctx, bl.p.ID, bl.j)
+	rerr := bl.b.replay(uctx, bl.j)
 	bl.j.Close()
 	if errors.As(err, &nr) && rerr == nil {
 		return err
@@ -348,8 +312,18 @@ func (bl *build) fail(ctx context.Context, step Step, err error) error {
 	return &StepError{ID: bl.p.ID, Step: step, Err: err, RollbackErr: rerr}
 }
 
-func (bl *build) record(op, path string, durable bool) error {
-	_, err := bl.j.Append(journal.Record{Op: op, Path: path}, durable)
+// crash leaves the build as its process's death would: the journal closed
+// (unlocked) as it is, nothing undone (tests only: testhook.ErrCrash).
+func (bl *build) crash() {
+	if bl.j != nil {
+		bl.j.Close()
+	}
+	bl.b.labels.release(bl.p.processLabel)
+}
+
+// record appends an undo record before its step acts.
+func (bl *build) record(r journal.Record) error {
+	_, err := bl.j.Append(r, bl.durable)
 	return err
 }
 
@@ -358,120 +332,25 @@ func (bl *build) reserve(context.Context) error {
 	if _, err := b.Prepare(); err != nil {
 		return err
 	}
+	link := b.nameLink(p.Name)
 	// Cheap refusal first: nothing is made for a name that is taken.
-	for _, link := range []string{b.volatileName(p.Name), b.durableName(p.Name)} {
-		owner, err := b.nameOwner(link)
-		if err != nil {
-			return err
-		}
-		if owner != "" {
-			return &NameReservedError{Name: p.Name, ID: owner}
-		}
+	if owner := b.nameOwner(link); owner != "" {
+		return &NameReservedError{Name: p.Name, ID: owner}
 	}
-	data, err := json.Marshal(sandboxRecord{
-		ID: p.ID, Name: p.Name, Config: p.Config, Hostname: p.Hostname, BundleDir: p.BundleDir,
-		NetnsPath: p.NetnsPath, Files: p.Files, ShmSize: p.ShmSize, CgroupParent: p.CgroupParent,
-		CgroupsPath: p.CgroupsPath, CgroupDir: p.CgroupDir, Created: p.Created,
-	})
+	first, err := beginRecords(p, link)
 	if err != nil {
 		return err
 	}
-	first := []journal.Record{{Op: opBegin, Data: data}}
-	if p.processLabel != "" {
-		// The label's MCS pair, reserved by the plan, goes back when the
-		// sandbox does.
-		first = append(first, journal.Record{Op: opReleaseLabel, Name: p.processLabel})
-	}
-	link := b.volatileName(p.Name)
-	first = append(first, journal.Record{Op: opReleaseName, Path: link, Name: p.ID})
 	// The journal is born with these records and locked: nobody (a
 	// Recover, a Destroy) ever sees it empty or unlocked.
-	j, err := journal.Create(b.volatileJournal(p.ID), first...)
-	if err != nil {
+	if bl.j, err = journal.Create(b.journalPath(p.ID), first...); err != nil {
 		return err
 	}
-	bl.j = j
-	return bl.symlink(link, false)
-}
-
-// symlink makes the name link whose undo is journaled already.
-func (bl *build) symlink(path string, durable bool) error {
-	err := os.Symlink(bl.p.ID, path)
-	if errors.Is(err, fs.ErrExist) {
-		// A stale link (its sandbox is gone) is removed by nameOwner.
-		owner, oerr := bl.b.nameOwner(path)
-		if oerr != nil {
-			return oerr
-		}
-		if owner != "" {
-			return &NameReservedError{Name: bl.p.Name, ID: owner}
-		}
-		err = os.Symlink(bl.p.ID, path)
-	}
-	if errors.Is(err, fs.ErrExist) {
-		owner, _ := os.Readlink(path)
-		return &NameReservedError{Name: bl.p.Name, ID: owner}
-	}
-	if err != nil {
-		return err
-	}
-	if durable {
-		return atomicfile.SyncDir(filepath.Dir(path))
-	}
-	return nil
-}
-
-// nameOwner returns the ID holding a name link, "" if none. A link whose
-// sandbox has no journal (left by a crash or a hand-made cleanup) is stale:
-// it is removed and the name is free.
-func (b *Builder) nameOwner(link string) (string, error) {
-	owner, err := os.Readlink(link)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if b.alive(owner) {
-		return owner, nil
-	}
-	if _, err := removeLinkTo(link, owner); err != nil {
-		return "", err
-	}
-	return "", nil
-}
-
-// removeLinkTo removes the name link if it still holds id. The check and
-// the removal happen under a lock on the names directory, so that two
-// removers of one stale link cannot take turns and remove a fresh one
-// made in between. (Making a link needs no lock: symlink(2) is atomic.)
-// It reports whether it removed the link.
-func removeLinkTo(link, id string) (bool, error) {
-	d, err := os.Open(filepath.Dir(link))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer d.Close()
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
-		return false, err
-	}
-	if cur, err := os.Readlink(link); err != nil || cur != id {
-		return false, nil // gone, or another sandbox's now
-	}
-	if err := os.Remove(link); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	return true, nil
+	return b.reserveName(link, p.Name, p.ID)
 }
 
 func (bl *build) dirs(context.Context) error {
-	if err := bl.record(opRemoveDir, bl.p.BundleDir, false); err != nil {
+	if err := bl.record(journal.Record{Op: opRemoveDir, Path: bl.p.BundleDir}); err != nil {
 		return err
 	}
 	return os.Mkdir(bl.p.BundleDir, 0o700)
@@ -498,116 +377,39 @@ func (bl *build) files(context.Context) error {
 }
 
 func (bl *build) bindRootfs(context.Context) error {
-	if err := bl.record(opUnmount, bl.p.Files.Rootfs, false); err != nil {
+	if err := bl.record(journal.Record{Op: opUnmount, Path: bl.p.Files.Rootfs}); err != nil {
 		return err
 	}
 	rootfs, err := bl.b.Prepare()
 	if err != nil {
 		return err
 	}
-	return bl.b.opts.Mounter.BindReadOnly(rootfs.Path, bl.p.Files.Rootfs)
+	return bl.b.opts.Host.BindReadOnly(rootfs.Path, bl.p.Files.Rootfs)
 }
 
 func (bl *build) shm(context.Context) error {
-	if err := bl.record(opUnmount, bl.p.Files.Shm, false); err != nil {
+	if err := bl.record(journal.Record{Op: opUnmount, Path: bl.p.Files.Shm}); err != nil {
 		return err
 	}
-	return bl.b.opts.Mounter.MountShm(bl.p.Files.Shm, bl.p.ShmSize, bl.p.mountLabel)
+	return bl.b.opts.Host.MountShm(bl.p.Files.Shm, bl.p.ShmSize, bl.p.mountLabel)
 }
 
 func (bl *build) netns(context.Context) error {
-	if err := bl.record(opNetnsRemove, bl.p.NetnsPath, false); err != nil {
+	if err := bl.record(journal.Record{Op: opNetnsRemove, Path: bl.p.NetnsPath}); err != nil {
 		return err
 	}
-	path, err := bl.b.opts.NetNS.Create(bl.b.opts.NetnsDir, bl.b.netnsName(bl.p.ID))
+	path, err := bl.b.opts.Host.CreateNetNS(bl.b.opts.NetnsDir, bl.b.netnsName(bl.p.ID))
 	if err == nil && path != bl.p.NetnsPath {
 		err = fmt.Errorf("netns pinned at %s, not %s", path, bl.p.NetnsPath)
 	}
 	return err
 }
 
-func (bl *build) attachment() *Attachment {
-	p := bl.p
-	cfg := p.Config
-	a := &Attachment{
-		SandboxID: p.ID, NetnsPath: p.NetnsPath,
-		PodName: cfg.Metadata.Name, PodNamespace: cfg.Metadata.Namespace, PodUID: cfg.Metadata.UID,
-		Annotations: cfg.Annotations, CgroupPath: p.CgroupParent,
-	}
-	for _, pm := range cfg.PortMappings {
-		if pm.HostPort > 0 { // a mapping without a host port publishes nothing
-			a.PortMappings = append(a.PortMappings, cni.PortMapping{
-				HostPort: pm.HostPort, ContainerPort: pm.ContainerPort,
-				Protocol: strings.ToLower(pm.Protocol.String()), HostIP: pm.HostIP,
-			})
-		}
-	}
-	if d := cfg.DNSConfig; d != nil && (len(d.Servers) > 0 || len(d.Searches) > 0 || len(d.Options) > 0) {
-		a.DNS = &cni.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
-	}
-	return a
-}
-
-func (bl *build) network(ctx context.Context) error {
-	if bl.b.opts.Network == nil {
-		return nil // loopback only: lo came up with the namespace
-	}
-	a := bl.attachment()
-	// Prepare first: a configuration that does not load fails the step
-	// before anything needs undoing.
-	if err := bl.b.opts.Network.Prepare(ctx, a); err != nil {
-		if errors.Is(err, cni.ErrLoopbackOnly) {
-			return nil // no network configured, and the Network allows it
-		}
-		return err
-	}
-	data, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	// A CNI GC (CollectNetwork) must not run between the move of the
-	// journal and the end of the ADD: its list of valid sandboxes could
-	// miss this one, and its DEL undo the ADD.
-	unlock, err := bl.b.lockNetwork(ctx, unix.LOCK_SH)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	// The IPAM allocation this may make survives a reboot, so must its
-	// undo: the journal moves to the state dir, fsynced, with the undo of
-	// the attachment and of a name link there (a rebooted node still knows
-	// the pod's sandbox), all in one write.
-	link := bl.b.durableName(bl.p.Name)
-	if err := bl.j.MoveTo(bl.b.durableJournal(bl.p.ID),
-		journal.Record{Op: opReleaseName, Path: link, Name: bl.p.ID},
-		journal.Record{Op: opDetach, Data: data},
-	); err != nil {
-		return err
-	}
-	bl.durable = true
-	if err := bl.symlink(link, true); err != nil {
-		return err
-	}
-	res, err := bl.b.opts.Network.Attach(ctx, a)
-	if err != nil {
-		return err
-	}
-	if res != nil {
-		bl.ips = res.IPs
-	}
-	if len(bl.ips) > 0 {
-		// The pod's own name now resolves to its addresses. The file is
-		// already there: replace it atomically.
-		return dns.WriteFile(bl.p.Files.Hosts, dns.Hosts(bl.p.Hostname, bl.ips), false)
-	}
-	return nil
-}
-
 func (bl *build) spec(context.Context) error {
 	p := bl.p
-	if len(bl.ips) > 0 {
-		ips := make([]string, len(bl.ips))
-		for i, ip := range bl.ips {
+	if len(p.IPs) > 0 {
+		ips := make([]string, len(p.IPs))
+		for i, ip := range p.IPs {
 			ips[i] = ip.String()
 		}
 		p.Spec.Annotations[spec.AnnotationIP] = strings.Join(ips, ",")
@@ -615,40 +417,4 @@ func (bl *build) spec(context.Context) error {
 	// The bundle is this Build's alone until it returns: config.json is
 	// written in place (a crash's half file goes with the bundle).
 	return spec.Save(p.BundleDir, p.Spec, spec.SaveOptions{New: true})
-}
-
-// create creates the pause container, its removal journaled first.
-func (bl *build) create(ctx context.Context) error {
-	if _, err := bl.j.Append(journal.Record{Op: opRemovePause, Name: bl.p.ID, Path: bl.p.CgroupDir}, bl.durable); err != nil {
-		return err
-	}
-	pid, err := bl.b.opts.Runtime.Create(ctx, bl.p.ID, bl.p.BundleDir)
-	bl.pid = pid
-	return err
-}
-
-func (bl *build) start(ctx context.Context) error { return bl.b.opts.Runtime.Start(ctx, bl.p.ID) }
-
-// markBuilt records that the sandbox is built, with what the Build
-// learned, as part of its last step.
-func (bl *build) markBuilt(last Step) error {
-	timings := append(bl.timings[:len(bl.timings):len(bl.timings)], StepTiming{Step: last, Duration: time.Since(bl.t0)})
-	data, err := json.Marshal(builtRecord{IPs: bl.ips, Pid: bl.pid, Timings: timings})
-	if err != nil {
-		return err
-	}
-	// Durable when the journal is: after a power loss, a Recover must not
-	// take a built sandbox for an unfinished one.
-	_, err = bl.j.Append(journal.Record{Op: opBuilt, Data: data}, bl.durable)
-	return err
-}
-
-func (bl *build) sandbox() *Sandbox {
-	p := bl.p
-	return &Sandbox{
-		ID: p.ID, Name: p.Name, Config: p.Config, Hostname: p.Hostname, BundleDir: p.BundleDir,
-		NetnsPath: p.NetnsPath, IPs: bl.ips, Files: p.Files, ShmSize: p.ShmSize,
-		CgroupParent: p.CgroupParent, CgroupsPath: p.CgroupsPath, CgroupDir: p.CgroupDir,
-		Created: p.Created, Timings: bl.timings, State: StateBuilt, Spec: p.Spec, PausePid: bl.pid, b: bl.b,
-	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/netns"
 	"github.com/podsmith/podsmith/oci"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 )
 
@@ -81,7 +82,7 @@ func TestRealBuildAndDestroy(t *testing.T) {
 	b, lc := realBuilder(t, sandbox.Options{})
 	ctx := context.Background()
 	cfg := podConfig("web")
-	cfg.Annotations[sandbox.ShmSizeAnnotation] = "3Mi"
+	cfg.Annotations[pod.ShmSizeAnnotation] = "3Mi"
 	sb, err := b.Build(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sb.Destroy(ctx) })
@@ -109,12 +110,12 @@ func TestRealBuildAndDestroy(t *testing.T) {
 func TestRealFaultInjectionAtEveryStep(t *testing.T) {
 	var failAt sandbox.Step
 	injected := errors.New("injected")
-	b, lc := realBuilder(t, sandbox.Options{Runtime: testutil.NewRuntime(t, "runc"), BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
+	b, lc := realBuilder(t, beforeStep(sandbox.Options{Runtime: testutil.NewRuntime(t, "runc")}, func(_ context.Context, _ string, s sandbox.Step) error {
 		if s == failAt {
 			return injected
 		}
 		return nil
-	}})
+	}))
 	ctx := context.Background()
 	for _, step := range sandbox.Steps() {
 		failAt = step
@@ -138,12 +139,12 @@ func TestRealFaultInjectionAtEveryStep(t *testing.T) {
 func TestRealCancelledBuild(t *testing.T) {
 	var cancelAt sandbox.Step
 	var cancel context.CancelFunc
-	b, lc := realBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
+	b, lc := realBuilder(t, beforeStep(sandbox.Options{}, func(_ context.Context, _ string, s sandbox.Step) error {
 		if s == cancelAt {
 			cancel()
 		}
 		return nil
-	}})
+	}))
 	for _, step := range []sandbox.Step{sandbox.StepDirs, sandbox.StepRootfs, sandbox.StepShm, sandbox.StepNetns} {
 		ctx, c := context.WithCancel(context.Background())
 		cancel, cancelAt = c, step
@@ -183,7 +184,7 @@ func TestRealRollbackRefusesToCrossAMount(t *testing.T) {
 	var extra string
 	var b *sandbox.Builder
 	injected := errors.New("injected")
-	b, lc := realBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
+	b, lc := realBuilder(t, beforeStep(sandbox.Options{}, func(_ context.Context, id string, s sandbox.Step) error {
 		if s != sandbox.StepNetns || extra != "" {
 			return nil
 		}
@@ -198,7 +199,7 @@ func TestRealRollbackRefusesToCrossAMount(t *testing.T) {
 			return err
 		}
 		return injected
-	}})
+	}))
 	ctx := context.Background()
 	_, err := b.Build(ctx, podConfig("web"))
 	var se *sandbox.StepError
@@ -206,7 +207,7 @@ func TestRealRollbackRefusesToCrossAMount(t *testing.T) {
 	require.Error(t, se.RollbackErr)
 	assert.Contains(t, se.RollbackErr.Error(), "still a mount point")
 	assert.FileExists(t, filepath.Join(extra, "precious"), "nothing deleted across the mount")
-	sb, err := b.Load(se.ID)
+	sb, err := b.Find(se.ID)
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.StateNeedsCleanup, sb.State)
 

@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,26 +13,25 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/sandbox/sandboxtest"
 	"github.com/podsmith/podsmith/spec"
 )
 
-func podConfig(name string) *sandbox.Config {
-	return &sandbox.Config{
-		Metadata:     sandbox.Metadata{Name: name, Namespace: "default", UID: name + "-uid", Attempt: 1},
+func podConfig(name string) *pod.Config {
+	return &pod.Config{
+		Metadata:     pod.Metadata{Name: name, Namespace: "default", UID: name + "-uid", Attempt: 1},
 		Hostname:     name,
-		PortMappings: []sandbox.PortMapping{{ContainerPort: 80, HostPort: 8080}},
+		PortMappings: []pod.PortMapping{{ContainerPort: 80, HostPort: 8080}},
 		Labels:       map[string]string{"app": name},
 		Annotations:  map[string]string{"example.com/note": "hello"},
-		Linux:        &sandbox.LinuxConfig{Sysctls: map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"}},
+		Linux:        &pod.LinuxConfig{Sysctls: map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"}},
 	}
 }
 
@@ -43,7 +43,6 @@ func tree(t *testing.T, b *sandbox.Builder, h *sandboxtest.Host) []string {
 	var out []string
 	for _, root := range []string{
 		filepath.Join(o.StateDir, "journals"), filepath.Join(o.StateDir, "names"),
-		filepath.Join(o.RunDir, "journals"), filepath.Join(o.RunDir, "names"),
 		filepath.Join(o.RunDir, "sandboxes"), o.NetnsDir,
 	} {
 		require.NoError(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -59,15 +58,10 @@ func tree(t *testing.T, b *sandbox.Builder, h *sandboxtest.Host) []string {
 			return nil
 		}))
 	}
-	att, err := h.Attachments()
+	left, err := h.Left()
 	require.NoError(t, err)
-	for _, a := range att {
-		out = append(out, "attachment:"+a)
-	}
-	containers, err := h.Containers()
-	require.NoError(t, err)
-	for _, c := range containers {
-		out = append(out, "container:"+c)
+	for _, l := range left {
+		out = append(out, "host: "+l)
 	}
 	sort.Strings(out)
 	return out
@@ -123,9 +117,9 @@ func TestBuildAndDestroy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, specs.StateRunning, st.Status)
 
-	// Found by ID, by a prefix of it, by name, in List, and by a new
-	// Builder on the same directories.
-	for _, ref := range []string{sb.ID, sb.ID[:12], sb.Name} {
+	// Found by ID, by name, in List, and by a new Builder on the same
+	// directories.
+	for _, ref := range []string{sb.ID, sb.Name} {
 		got, err := b.Find(ref)
 		require.NoError(t, err, ref)
 		assert.Equal(t, sb.ID, got.ID)
@@ -135,7 +129,7 @@ func TestBuildAndDestroy(t *testing.T) {
 	require.Len(t, list, 1)
 	b2, err := sandbox.NewBuilder(b.Options())
 	require.NoError(t, err)
-	loaded, err := b2.Load(sb.ID)
+	loaded, err := b2.Find(sb.ID)
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.StateBuilt, loaded.State)
 	assert.Equal(t, sb.IPs, loaded.IPs)
@@ -157,9 +151,9 @@ func TestBuildAndDestroy(t *testing.T) {
 	require.NoError(t, loaded.Destroy(ctx))
 	assert.Equal(t, before, tree(t, b, h))
 	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach", "create", "start",
-		"kill", "delete", "detach", "netns-remove", "unmount", "unmount"}, kinds(), "the pause goes first")
+		"kill", "delete", "cgroup-remove", "detach", "netns-remove", "unmount", "unmount"}, kinds(), "the pause goes first")
 	require.NoError(t, sb.Destroy(ctx), "destroy twice")
-	_, err = b.Load(sb.ID)
+	_, err = b.Find(sb.ID)
 	require.ErrorIs(t, err, sandbox.ErrNotFound)
 	_, err = b.Find(sb.Name)
 	require.ErrorIs(t, err, sandbox.ErrNotFound)
@@ -183,30 +177,14 @@ func TestFindErrors(t *testing.T) {
 		t.Cleanup(func() { _ = sb.Destroy(ctx) })
 		ids = append(ids, sb.ID)
 	}
-	for _, ref := range []string{"", "nope", "../../etc", strings.Repeat("f", 64), "zz"} {
+	for _, ref := range []string{"", "nope", "../../etc", strings.Repeat("f", 64), "zz", ids[0][:12]} {
 		_, err := b.Find(ref)
 		require.ErrorIs(t, err, sandbox.ErrNotFound, ref)
 	}
-	// 20 random IDs share their first hex digit often: an ambiguous prefix
-	// is its own error, not "not found" (a caller must not take it for a
-	// sandbox that is gone).
-	byFirst := map[byte]int{}
-	for _, id := range ids {
-		byFirst[id[0]]++
-	}
-	for c, n := range byFirst {
-		if n > 1 {
-			_, err := b.Find(string(c))
-			require.ErrorIs(t, err, sandbox.ErrAmbiguous)
-			require.NotErrorIs(t, err, sandbox.ErrNotFound)
-			assert.Contains(t, err.Error(), "more than one")
-			break
-		}
-	}
 	for _, bad := range []string{"", "x", "../" + ids[0], ids[0] + "0"} {
-		_, err := b.Load(bad)
+		_, err := b.Find(bad)
 		require.ErrorIs(t, err, sandbox.ErrNotFound, bad)
-		require.ErrorIs(t, b.Destroy(ctx, bad), sandbox.ErrNotFound)
+		require.ErrorIs(t, destroyID(ctx, b, bad), sandbox.ErrNotFound)
 	}
 }
 
@@ -241,14 +219,12 @@ func TestCancelledContextRollsBack(t *testing.T) {
 		t.Run(string(step), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			b, h := sandboxtest.NewBuilder(t, sandbox.Options{
-				BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
-					if s == step {
-						cancel() // the caller gives up while the step runs
-					}
-					return nil
-				},
-			})
+			b, h := sandboxtest.NewBuilder(t, beforeStep(sandbox.Options{}, func(_ context.Context, _ string, s sandbox.Step) error {
+				if s == step {
+					cancel() // the caller gives up while the step runs
+				}
+				return nil
+			}))
 			before := tree(t, b, h)
 			_, err := b.Build(ctx, podConfig("web"))
 			if step == sandbox.StepStart {
@@ -270,20 +246,18 @@ func TestRollbackFailureStaysInTheJournal(t *testing.T) {
 	var shm string
 	var b *sandbox.Builder
 	injected := errors.New("injected at netns")
-	b, h := sandboxtest.NewBuilder(t, sandbox.Options{
-		BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
-			if s != sandbox.StepNetns || shm != "" {
-				return nil
-			}
-			// Something writes into the (fake) shm mount, so unmounting it
-			// fails during the rollback.
-			shm = filepath.Join(b.Options().RunDir, "sandboxes", id, "shm", "busy")
-			if err := os.WriteFile(shm, nil, 0o600); err != nil {
-				return err
-			}
-			return injected
-		},
-	})
+	b, h := sandboxtest.NewBuilder(t, beforeStep(sandbox.Options{}, func(_ context.Context, id string, s sandbox.Step) error {
+		if s != sandbox.StepNetns || shm != "" {
+			return nil
+		}
+		// Something writes into the (fake) shm mount, so unmounting it
+		// fails during the rollback.
+		shm = filepath.Join(b.Options().RunDir, "sandboxes", id, "shm", "busy")
+		if err := os.WriteFile(shm, nil, 0o600); err != nil {
+			return err
+		}
+		return injected
+	}))
 	ctx := context.Background()
 	before := tree(t, b, h)
 	_, err := b.Build(ctx, podConfig("web"))
@@ -307,7 +281,7 @@ func TestRollbackFailureStaysInTheJournal(t *testing.T) {
 	require.NoError(t, retry.Destroy(ctx))
 
 	// A Destroy retries what is left and finishes the job.
-	require.NoError(t, b.Destroy(ctx, se.ID))
+	require.NoError(t, destroyID(ctx, b, se.ID))
 	assert.Equal(t, before, tree(t, b, h))
 }
 
@@ -398,15 +372,13 @@ func holdBuild(t *testing.T) *heldBuild {
 	t.Helper()
 	reached := make(chan string)
 	hb := &heldBuild{release: make(chan struct{}), built: make(chan error, 1)}
-	hb.b, hb.h = sandboxtest.NewBuilder(t, sandbox.Options{
-		BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
-			if s == sandbox.StepNetwork {
-				reached <- id
-				<-hb.release
-			}
-			return nil
-		},
-	})
+	hb.b, hb.h = sandboxtest.NewBuilder(t, beforeStep(sandbox.Options{}, func(_ context.Context, id string, s sandbox.Step) error {
+		if s == sandbox.StepNetwork {
+			reached <- id
+			<-hb.release
+		}
+		return nil
+	}))
 	go func() {
 		_, err := hb.b.Build(context.Background(), podConfig("web"))
 		hb.built <- err
@@ -419,11 +391,11 @@ func TestDestroyWaitsForABuildInProgress(t *testing.T) {
 	hb := holdBuild(t)
 	b, id := hb.b, hb.id
 	ctx := context.Background()
-	sb, err := b.Load(id)
+	sb, err := b.Find(id)
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.StateBuilding, sb.State, "a build in progress holds its journal's lock")
 	destroyed := make(chan error, 1)
-	go func() { destroyed <- b.Destroy(ctx, id) }()
+	go func() { destroyed <- destroyID(ctx, b, id) }()
 	close(hb.release)
 	require.NoError(t, <-hb.built)
 	require.NoError(t, <-destroyed)
@@ -437,15 +409,15 @@ func TestDestroyGivesUpWaitingWithItsContext(t *testing.T) {
 	b, id := hb.b, hb.id
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := b.Destroy(cancelled, id)
+	err := destroyID(cancelled, b, id)
 	require.ErrorIs(t, err, context.Canceled)
-	sb, err := b.Load(id)
+	sb, err := b.Find(id)
 	require.NoError(t, err)
 	err = sb.Stop(cancelled)
 	require.ErrorIs(t, err, context.Canceled)
 	close(hb.release)
 	require.NoError(t, <-hb.built)
-	sb, err = b.Load(id)
+	sb, err = b.Find(id)
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.StateBuilt, sb.State)
 	assert.NotEmpty(t, sb.IPs, "the network was not released")
@@ -458,8 +430,8 @@ func TestHostNamespacesPod(t *testing.T) {
 	ctx := context.Background()
 	cfg := podConfig("hostnet")
 	cfg.Hostname = ""
-	cfg.Linux = &sandbox.LinuxConfig{SecurityContext: &sandbox.SecurityContext{NamespaceOptions: &sandbox.NamespaceOptions{
-		Network: sandbox.NamespaceNode, Pid: sandbox.NamespaceNode, Ipc: sandbox.NamespaceNode,
+	cfg.Linux = &pod.LinuxConfig{SecurityContext: &pod.SecurityContext{NamespaceOptions: &pod.NamespaceOptions{
+		Network: pod.NamespaceNode, Pid: pod.NamespaceNode, Ipc: pod.NamespaceNode,
 	}}}
 	sb, err := b.Build(ctx, cfg)
 	require.NoError(t, err)
@@ -506,7 +478,28 @@ func TestStaleNameLinkIsReplaced(t *testing.T) {
 	require.NoError(t, sb2.Destroy(ctx))
 	rep, err := b.Recover(ctx)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{sb.BundleDir, sb.NetnsPath}, rep.Orphans, "Recover sweeps what the lost sandbox left")
+	// Its netns pin is this Builder's: swept. Its bundle is not swept: a
+	// run dir may be shared with Builders of other state dirs, whose live
+	// bundles have no journal here; only one of an earlier boot is.
+	assert.Equal(t, []string{sb.NetnsPath}, rep.Orphans, "Recover sweeps the pin the lost sandbox left")
+	assert.DirExists(t, sb.BundleDir)
+}
+
+// A name link's target fits in its inode (under 60 bytes on ext4): a
+// longer one costs a disk block.
+func TestNameLinkFitsInItsInode(t *testing.T) {
+	b, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
+	ctx := context.Background()
+	sb, err := b.Build(ctx, podConfig("web"))
+	require.NoError(t, err)
+	names := filepath.Join(b.Options().StateDir, "names")
+	ents, err := os.ReadDir(names)
+	require.NoError(t, err)
+	require.Len(t, ents, 1)
+	target, err := os.Readlink(filepath.Join(names, ents[0].Name()))
+	require.NoError(t, err)
+	assert.Less(t, len(target), 60)
+	require.NoError(t, sb.Destroy(ctx))
 }
 
 func TestOnStepAndLogger(t *testing.T) {
@@ -537,7 +530,7 @@ func TestNewBuilderRefusesBadOptions(t *testing.T) {
 		"slice with cgroupfs":  {CgroupParent: "kubepods.slice"},
 		"shm over its cap":     {ShmSize: 2 << 30, MaxShmSize: 1 << 30},
 		"node-wide sysctl":     {DefaultSysctls: map[string]string{"kernel.panic": "1"}},
-		"localhost as default": {Seccomp: sandbox.SeccompOptions{Unset: sandbox.ProfileLocalhost}},
+		"localhost as default": {Seccomp: sandbox.SeccompOptions{Unset: pod.ProfileLocalhost}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			h, err := sandboxtest.NewHost(filepath.Join(dir, name))
@@ -560,7 +553,7 @@ func TestJournalRecordsComeFirst(t *testing.T) {
 	// the undo of everything done so far: read it from the hook.
 	var snapshots [][]string
 	var b *sandbox.Builder
-	b, _ = sandboxtest.NewBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
+	b, _ = sandboxtest.NewBuilder(t, beforeStep(sandbox.Options{}, func(_ context.Context, id string, s sandbox.Step) error {
 		if id == "" {
 			return nil
 		}
@@ -569,52 +562,58 @@ func TestJournalRecordsComeFirst(t *testing.T) {
 			snapshots = append(snapshots, nil)
 			return nil
 		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		var ops []string
-		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			var r struct{ Op string }
-			if err := json.Unmarshal([]byte(line), &r); err != nil {
-				return err
-			}
-			ops = append(ops, r.Op)
-		}
+		ops, err := journalOps(p)
 		snapshots = append(snapshots, ops)
-		return nil
-	}})
+		return err
+	}))
 	sb, err := b.Build(context.Background(), podConfig("web"))
 	require.NoError(t, err)
+	base := []string{"begin", "release-name"}
 	want := [][]string{
-		nil,                                     // before reserve
-		{"begin", "release-name"},               // before dirs
-		{"begin", "release-name", "remove-dir"}, // before files
-		{"begin", "release-name", "remove-dir"}, // before rootfs
-		{"begin", "release-name", "remove-dir", "unmount"},
-		{"begin", "release-name", "remove-dir", "unmount", "unmount"},
-		{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove"},
-		// before spec: the network step moved the journal to the state
-		// dir, held the name there and recorded the attachment first
-		{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del"},
-		{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del"},
+		nil,                        // before reserve
+		base,                       // before dirs
+		append(base, "remove-dir"), // before files
+		append(base, "remove-dir"), // before rootfs
+		append(base, "remove-dir", "unmount"),
+		append(base, "remove-dir", "unmount", "unmount"),
+		append(base, "remove-dir", "unmount", "unmount", "netns-remove"),
+		// before spec: the attachment was recorded before the attach
+		append(base, "remove-dir", "unmount", "unmount", "netns-remove", "net-detach"),
+		append(base, "remove-dir", "unmount", "unmount", "netns-remove", "net-detach"),
 		// before start: the container's removal came before its create
-		{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del", "runtime-delete"},
+		append(base, "remove-dir", "unmount", "unmount", "netns-remove", "net-detach", "runtime-delete"),
 	}
 	assert.Equal(t, want, snapshots)
 	require.NoError(t, sb.Destroy(context.Background()))
 }
 
-// journalPath returns where a sandbox's journal is now ("" if nowhere): the
-// state dir once it holds a network attachment, else the run dir.
+// journalPath returns the path of a sandbox's journal, "" if it has none.
 func journalPath(b *sandbox.Builder, id string) string {
-	o := b.Options()
-	for _, p := range []string{filepath.Join(o.StateDir, "journals", id), filepath.Join(o.RunDir, "journals", id)} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	p := filepath.Join(b.Options().StateDir, "journals", id)
+	if _, err := os.Stat(p); err != nil {
+		return ""
 	}
-	return ""
+	return p
+}
+
+// journalOps reads the ops of a journal's records from its file, as a
+// process that does not use the journal package would: JSON lines, up to
+// the NUL bytes of the reserve.
+func journalOps(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	data, _, _ = bytes.Cut(data, []byte{0})
+	var ops []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var r struct{ Op string }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return nil, err
+		}
+		ops = append(ops, r.Op)
+	}
+	return ops, nil
 }
 
 func journalOf(t *testing.T, b *sandbox.Builder, id string) string {
@@ -624,39 +623,32 @@ func journalOf(t *testing.T, b *sandbox.Builder, id string) string {
 	return p
 }
 
-func TestNetworkStepMovesTheJournal(t *testing.T) {
+// A journal has one home, the state dir, from the first step to the end
+// of the Destroy; with the name link beside it.
+func TestTheJournalHasOneHome(t *testing.T) {
 	var b *sandbox.Builder
-	var before, after string
-	b, _ = sandboxtest.NewBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
-		switch s {
-		case sandbox.StepNetwork:
-			before = journalPath(b, id)
-		case sandbox.StepSpec:
-			after = journalPath(b, id)
+	var seen []string
+	b, _ = sandboxtest.NewBuilder(t, beforeStep(sandbox.Options{}, func(_ context.Context, id string, s sandbox.Step) error {
+		if s != sandbox.StepValidate && s != sandbox.StepReserve {
+			seen = append(seen, journalPath(b, id))
 		}
 		return nil
-	}})
+	}))
 	sb, err := b.Build(context.Background(), podConfig("web"))
 	require.NoError(t, err)
 	o := b.Options()
-	assert.Equal(t, filepath.Join(o.RunDir, "journals", sb.ID), before, "on the run dir until the network")
-	assert.Equal(t, filepath.Join(o.StateDir, "journals", sb.ID), after, "on the state dir once attached")
-	assert.NoFileExists(t, before, "moved, not copied")
-	data, err := os.ReadFile(after)
-	require.NoError(t, err)
-	var ops []string
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var r struct{ Op, Path string }
-		require.NoError(t, json.Unmarshal([]byte(line), &r))
-		ops = append(ops, r.Op)
+	home := filepath.Join(o.StateDir, "journals", sb.ID)
+	for _, p := range seen {
+		assert.Equal(t, home, p)
 	}
-	assert.Equal(t, []string{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "release-name", "cni-del", "runtime-delete", "built"}, ops,
-		"the durable name link and the attachment are written with the move, before either is made")
+	ops, err := journalOps(home)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"begin", "release-name", "remove-dir", "unmount", "unmount", "netns-remove", "net-detach", "runtime-delete", "built"}, ops)
 	names, err := os.ReadDir(filepath.Join(o.StateDir, "names"))
 	require.NoError(t, err)
-	assert.Len(t, names, 1, "the name is held on the state dir too")
+	assert.Len(t, names, 1)
 	require.NoError(t, sb.Destroy(context.Background()))
-	assert.NoFileExists(t, after)
+	assert.NoFileExists(t, home)
 	names, err = os.ReadDir(filepath.Join(o.StateDir, "names"))
 	require.NoError(t, err)
 	assert.Empty(t, names)
@@ -727,171 +719,7 @@ func TestNewBuilderWritesNothingAndPrepareReportsThePauseBinary(t *testing.T) {
 	assert.Contains(t, err.Error(), "install catatonit")
 }
 
-// A run dir and a state dir belong to each other. A Builder of another
-// state dir on the same run dir, or of the same state dir on another run
-// dir, refuses every operation with ErrInvalidConfig before it changes
-// anything (Recover first of all, which would sweep the other's live
-// sandboxes as orphans).
-func TestRunDirAndStateDirBelongToEachOther(t *testing.T) {
-	a, h := sandboxtest.NewBuilder(t, sandbox.Options{})
-	ctx := context.Background()
-	sb, err := a.Build(ctx, podConfig("web"))
-	require.NoError(t, err)
-	before := tree(t, a, h)
-
-	foreignState := a.Options()
-	foreignState.StateDir = filepath.Join(t.TempDir(), "other-state")
-	foreignRun := a.Options()
-	foreignRun.RunDir = filepath.Join(t.TempDir(), "other-run")
-	for name, tc := range map[string]struct {
-		opts  sandbox.Options
-		field string
-	}{
-		"another state dir": {foreignState, "Options.RunDir"},
-		"another run dir":   {foreignRun, "Options.StateDir"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			other, err := sandbox.NewBuilder(tc.opts)
-			require.NoError(t, err)
-			check := func(err error) {
-				t.Helper()
-				require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-				var ce *sandbox.ConfigError
-				require.ErrorAs(t, err, &ce)
-				assert.Equal(t, tc.field, ce.Problems[0].Field)
-			}
-			_, err = other.Recover(ctx)
-			check(err)
-			check(other.Destroy(ctx, sb.ID))
-			_, err = other.List()
-			check(err)
-			_, err = other.Load(sb.ID)
-			check(err)
-			_, err = other.Prepare()
-			check(err)
-			_, err = other.Build(ctx, podConfig("web2"))
-			check(err)
-			assert.Equal(t, before, tree(t, a, h))
-		})
-	}
-	assert.NoDirExists(t, foreignState.StateDir, "nothing made")
-	assert.NoDirExists(t, foreignRun.RunDir, "nothing made")
-
-	// The same pair again (a restart, a second process) is welcome.
-	again, err := sandbox.NewBuilder(a.Options())
-	require.NoError(t, err)
-	_, err = again.Recover(ctx)
-	require.NoError(t, err)
-	require.NoError(t, again.Destroy(ctx, sb.ID))
-	assert.Empty(t, tree(t, a, h))
-
-	// Once the old run dir is gone (a reboot empties it), the state dir
-	// may move to another.
-	require.NoError(t, os.RemoveAll(a.Options().RunDir))
-	moved, err := sandbox.NewBuilder(foreignRun)
-	require.NoError(t, err)
-	_, err = moved.Prepare()
-	require.NoError(t, err)
-	claim, err := os.ReadFile(filepath.Join(foreignRun.StateDir, "run-dir"))
-	require.NoError(t, err)
-	assert.Equal(t, foreignRun.RunDir+"\n", string(claim))
-}
-
-// Builders racing to claim fresh dirs: two state dirs on one run dir, or
-// one state dir with two run dirs. One pair wins; every Builder of the
-// other is refused. Repeated, as the race is between processes' steps.
-func TestRacingClaims(t *testing.T) {
-	base, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
-	for _, shared := range []string{"run", "state"} {
-		t.Run("shared "+shared, func(t *testing.T) {
-			for range 50 {
-				dir := t.TempDir()
-				var wg sync.WaitGroup
-				errs := make([]error, 6)
-				for i := range errs {
-					o := base.Options()
-					o.RunDir, o.StateDir = filepath.Join(dir, "run"), filepath.Join(dir, "state")
-					if shared == "run" {
-						o.StateDir += fmt.Sprint(i % 2)
-					} else {
-						o.RunDir += fmt.Sprint(i % 2)
-					}
-					b, err := sandbox.NewBuilder(o)
-					require.NoError(t, err)
-					wg.Go(func() { _, errs[i] = b.Prepare() })
-				}
-				wg.Wait()
-				var won [2]int
-				for i, err := range errs {
-					if err == nil {
-						won[i%2]++
-					} else {
-						require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-					}
-				}
-				require.Contains(t, [][2]int{{3, 0}, {0, 3}}, won, "one side wins whole")
-			}
-		})
-	}
-}
-
-// One directory named two ways (a symlink, as /var/run to /run) is one
-// directory: not another Builder's.
-func TestClaimsSeeThroughSymlinks(t *testing.T) {
-	a, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
-	o := a.Options()
-	alias := filepath.Join(t.TempDir(), "run-alias")
-	require.NoError(t, os.Symlink(o.RunDir, alias))
-	o.RunDir = alias
-	b, err := sandbox.NewBuilder(o)
-	require.NoError(t, err)
-	_, err = b.Recover(context.Background())
-	require.NoError(t, err)
-	_, err = b.Prepare()
-	require.NoError(t, err)
-}
-
-// Recover looks at the claims afresh: a run dir emptied and taken by
-// another state dir while this Builder ran is refused to it.
-func TestRecoverRechecksTheClaims(t *testing.T) {
-	a, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
-	ctx := context.Background()
-	_, err := a.Recover(ctx)
-	require.NoError(t, err)
-	o := a.Options()
-	require.NoError(t, os.WriteFile(filepath.Join(o.RunDir, "state-dir"), []byte("/elsewhere\n"), 0o600))
-	_, err = a.Recover(ctx)
-	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-}
-
-// A claim cut short by a crash (empty) claims nothing, and a crash's
-// temporary claim file is swept once it is old (a young one may be a
-// live writer's).
-func TestTornClaimIsReplaced(t *testing.T) {
-	first, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
-	o := first.Options()
-	require.NoError(t, os.MkdirAll(o.RunDir, 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(o.RunDir, "state-dir"), nil, 0o600))
-	stale, young := filepath.Join(o.RunDir, ".state-dir.tmp-1"), filepath.Join(o.RunDir, ".state-dir.tmp-2")
-	require.NoError(t, os.WriteFile(stale, []byte("/x\n"), 0o600))
-	require.NoError(t, os.WriteFile(young, []byte("/y\n"), 0o600))
-	old := time.Now().Add(-time.Hour)
-	require.NoError(t, os.Chtimes(stale, old, old))
-	b, err := sandbox.NewBuilder(o)
-	require.NoError(t, err)
-	_, err = b.Prepare()
-	require.NoError(t, err)
-	claim, err := os.ReadFile(filepath.Join(o.RunDir, "state-dir"))
-	require.NoError(t, err)
-	assert.Equal(t, o.StateDir+"\n", string(claim))
-	assert.NoFileExists(t, stale)
-	assert.FileExists(t, young)
-	tmps, err := filepath.Glob(filepath.Join(o.RunDir, ".state-dir.tmp-*"))
-	require.NoError(t, err)
-	assert.Equal(t, []string{young}, tmps, "the claim's own temporary file is gone")
-}
-
-func TestReleaseNetwork(t *testing.T) {
+func TestStop(t *testing.T) {
 	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
 	before := tree(t, b, h)
 	ctx := context.Background()
@@ -899,12 +727,15 @@ func TestReleaseNetwork(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, sb.Stop(ctx))
 	assert.Empty(t, sb.IPs)
-	att, err := h.Attachments()
+	assert.Zero(t, sb.PausePid)
+	assert.Equal(t, sandbox.StateStopped, sb.State)
+	left, err := h.Left()
 	require.NoError(t, err)
-	assert.Empty(t, att, "the address is released")
-	loaded, err := b.Load(sb.ID)
+	assert.Equal(t, []string{"mount " + sb.Files.Rootfs, "mount " + sb.Files.Shm, "netns " + sb.NetnsPath}, left,
+		"the pause is gone and the address released; the rest stays")
+	loaded, err := b.Find(sb.ID)
 	require.NoError(t, err)
-	assert.Equal(t, sandbox.StateBuilt, loaded.State, "everything else stays")
+	assert.Equal(t, sandbox.StateStopped, loaded.State, "not ready")
 	assert.Empty(t, loaded.IPs)
 	assert.FileExists(t, sb.NetnsPath)
 	require.NoError(t, loaded.Stop(ctx), "twice")
@@ -922,7 +753,7 @@ func TestReleaseNetwork(t *testing.T) {
 
 	// A sandbox without a network: nothing to release.
 	cfg := podConfig("host")
-	cfg.Linux = &sandbox.LinuxConfig{SecurityContext: &sandbox.SecurityContext{NamespaceOptions: &sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}}}
+	cfg.Linux = &pod.LinuxConfig{SecurityContext: &pod.SecurityContext{NamespaceOptions: &pod.NamespaceOptions{Network: pod.NamespaceNode}}}
 	cfg.Hostname = ""
 	hsb, err := b.Build(ctx, cfg)
 	require.NoError(t, err)
@@ -946,8 +777,8 @@ func TestLogDirectoryInsideTheBuildersDirsIsRefused(t *testing.T) {
 // loopbackOnly is a Network whose Prepare says no network is configured.
 type loopbackOnly struct{ sandbox.Network }
 
-func (loopbackOnly) Prepare(context.Context, *sandbox.Attachment) error {
-	return fmt.Errorf("wrapped: %w", cni.ErrLoopbackOnly)
+func (loopbackOnly) Prepare(context.Context, *sandbox.NetworkAttachment) error {
+	return fmt.Errorf("wrapped: %w", sandbox.ErrNoNetwork)
 }
 
 func TestNetworkThatIsNotConfiguredGivesLoopbackOnly(t *testing.T) {
@@ -962,7 +793,73 @@ func TestNetworkThatIsNotConfiguredGivesLoopbackOnly(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, sb.IPs)
 	assert.NotEmpty(t, sb.NetnsPath)
-	require.ErrorIs(t, sb.CheckNetwork(context.Background()), sandbox.ErrNotAttached)
+	require.ErrorIs(t, sb.CheckNetwork(context.Background()), sandbox.ErrNotFound)
 	require.NoError(t, sb.Destroy(context.Background()))
 	assert.Equal(t, before, tree(t, b, h))
+}
+
+// destroyID destroys the sandbox with the given ID, if there is one.
+func destroyID(ctx context.Context, b *sandbox.Builder, id string) error {
+	sb, err := b.Find(id)
+	if err != nil {
+		return err
+	}
+	return sb.Destroy(ctx)
+}
+
+// After a reboot every sandbox of the earlier boot behaves the same,
+// networked or not: listed as stopped (not ready), undone by Recover.
+func TestSandboxesOfAnEarlierBoot(t *testing.T) {
+	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+	before := tree(t, b, h)
+	ctx := context.Background()
+	hostNet := podConfig("hostnet")
+	hostNet.Hostname = ""
+	hostNet.Linux = &pod.LinuxConfig{SecurityContext: &pod.SecurityContext{NamespaceOptions: &pod.NamespaceOptions{Network: pod.NamespaceNode}}}
+	var ids []string
+	for _, cfg := range []*pod.Config{podConfig("web"), hostNet} {
+		sb, err := b.Build(ctx, cfg)
+		require.NoError(t, err)
+		ofAnEarlierBoot(t, b, sb.ID)
+		ids = append(ids, sb.ID)
+	}
+	list, err := b.List()
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for _, sb := range list {
+		assert.Equal(t, sandbox.StateStopped, sb.State, sb.Name)
+		assert.Zero(t, sb.PausePid)
+	}
+	rep, err := b.Recover(ctx)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, ids, rep.Destroyed)
+	assert.Equal(t, before, tree(t, b, h))
+}
+
+// Reads change nothing on disk: a stale name link stays until a Build
+// that wants the name, or Recover, removes it.
+func TestReadsDoNotWrite(t *testing.T) {
+	b, _ := sandboxtest.NewBuilder(t, sandbox.Options{})
+	ctx := context.Background()
+	sb, err := b.Build(ctx, podConfig("web"))
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(journalOf(t, b, sb.ID)))
+	names := filepath.Join(b.Options().StateDir, "names")
+	links, err := os.ReadDir(names)
+	require.NoError(t, err)
+	require.Len(t, links, 1)
+	_, err = b.Find(sb.Name)
+	require.ErrorIs(t, err, sandbox.ErrNotFound)
+	_, err = b.Find(sb.ID)
+	require.ErrorIs(t, err, sandbox.ErrNotFound)
+	_, err = b.List()
+	require.NoError(t, err)
+	after, err := os.ReadDir(names)
+	require.NoError(t, err)
+	assert.Len(t, after, 1, "the stale link is still there")
+	_, err = b.Recover(ctx)
+	require.NoError(t, err)
+	after, err = os.ReadDir(names)
+	require.NoError(t, err)
+	assert.Empty(t, after, "Recover removed it")
 }

@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,12 +76,8 @@ func die() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} }
 
 // Host seams that die around one operation.
 type (
-	dyingNetNS struct {
-		sandbox.NetNSManager
-		at string
-	}
-	dyingMounter struct {
-		sandbox.Mounter
+	dyingHost struct {
+		sandbox.Host
 		at string
 	}
 	dyingNetwork struct {
@@ -104,34 +101,34 @@ func around(at, kind string, fn func() error) error {
 	return err
 }
 
-func (d dyingNetNS) Create(dir, name string) (p string, err error) {
-	err = around(d.at, "netns-create", func() error { p, err = d.NetNSManager.Create(dir, name); return err })
+func (d dyingHost) CreateNetNS(dir, name string) (p string, err error) {
+	err = around(d.at, "netns-create", func() error { p, err = d.Host.CreateNetNS(dir, name); return err })
 	return p, err
 }
 
-func (d dyingMounter) MountShm(path string, size int64, label string) error {
-	return around(d.at, "mount-shm", func() error { return d.Mounter.MountShm(path, size, label) })
+func (d dyingHost) MountShm(path string, size int64, label string) error {
+	return around(d.at, "mount-shm", func() error { return d.Host.MountShm(path, size, label) })
 }
 
-func (d dyingMounter) BindReadOnly(src, dst string) error {
-	return around(d.at, "bind", func() error { return d.Mounter.BindReadOnly(src, dst) })
+func (d dyingHost) BindReadOnly(src, dst string) error {
+	return around(d.at, "bind", func() error { return d.Host.BindReadOnly(src, dst) })
 }
 
-func (d dyingNetNS) Remove(path string) error {
-	return around(d.at, "netns-remove", func() error { return d.NetNSManager.Remove(path) })
+func (d dyingHost) RemoveNetNS(path string) error {
+	return around(d.at, "netns-remove", func() error { return d.Host.RemoveNetNS(path) })
 }
 
-func (d dyingMounter) Unmount(path string) error {
-	return around(d.at, "unmount", func() error { return d.Mounter.Unmount(path) })
+func (d dyingHost) Unmount(path string) error {
+	return around(d.at, "unmount", func() error { return d.Host.Unmount(path) })
 }
 
-func (d dyingNetwork) Detach(ctx context.Context, a *sandbox.Attachment) error {
+func (d dyingNetwork) Detach(ctx context.Context, a *sandbox.NetworkAttachment) error {
 	return around(d.at, "detach", func() error { return d.Network.Detach(ctx, a) })
 }
 
-func (d dyingNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (r *sandbox.AttachResult, err error) {
-	err = around(d.at, "attach", func() error { r, err = d.Network.Attach(ctx, a); return err })
-	return r, err
+func (d dyingNetwork) Attach(ctx context.Context, a *sandbox.NetworkAttachment) (ips []netip.Addr, err error) {
+	err = around(d.at, "attach", func() error { ips, err = d.Network.Attach(ctx, a); return err })
+	return ips, err
 }
 
 func (d dyingRuntime) Create(ctx context.Context, id, bundle string) (pid int, err error) {
@@ -171,7 +168,7 @@ func crashChild(dir, at string) {
 		if o, err = realOptionsAt(dir, sandbox.Options{}); err != nil {
 			fail(err)
 		}
-		o.NetNS, o.Mounter = sandbox.HostNetNS(), sandbox.HostMounter()
+		o.Host = sandbox.RealHost()
 		if err := realNetwork(&o); err != nil {
 			fail(err)
 		}
@@ -187,17 +184,13 @@ func crashChild(dir, at string) {
 	if o.Runtime != nil {
 		o.Runtime = dyingRuntime{o.Runtime, at}
 	}
-	o.NetNS, o.Mounter = dyingNetNS{o.NetNS, at}, dyingMounter{o.Mounter, at}
-	next := o.BeforeStep
-	o.BeforeStep = func(ctx context.Context, id string, s sandbox.Step) error {
+	o.Host = dyingHost{o.Host, at}
+	o = beforeStep(o, func(_ context.Context, _ string, s sandbox.Step) error {
 		if at == "step:"+string(s) {
 			die()
 		}
-		if next != nil {
-			return next(ctx, id, s)
-		}
 		return nil
-	}
+	})
 	b, err := sandbox.NewBuilder(o)
 	if err != nil {
 		fail(err)

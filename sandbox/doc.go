@@ -1,61 +1,70 @@
-// Package sandbox builds Kubernetes pod sandboxes: given a pod's Config it
-// produces a ready OCI bundle for the pause process and the host resources
-// the bundle points at, in one transaction.
+// Package sandbox builds Kubernetes pod sandboxes: given a pod's config
+// (package pod) it makes the pause process's OCI bundle, the host
+// resources the bundle points at and, with a Runtime, the running pause, in
+// one transaction.
+//
+// # Use
 //
 // A Builder holds a node's settings (Options) and is safe for concurrent
-// use. Plan validates a Config and computes everything (ID, name, paths,
+// use. Plan validates a config and computes everything (ID, name, paths,
 // cgroup, the complete spec) with no side effect, returning every problem
-// at once in a *ConfigError with field paths. Build runs the steps (see
-// Steps): reserve the name, make the bundle dir, write resolv.conf,
+// at once in a *ConfigError, sorted by field path. Build runs the steps
+// (Steps): reserve the name, make the bundle dir, write resolv.conf,
 // hostname and hosts, bind the shared pause rootfs, mount /dev/shm, create
 // and pin the network namespace, attach it to the network, write
-// config.json.
+// config.json, and with a Runtime create and start the pause. Find and
+// List read sandboxes back; Sandbox.Stop is CRI's StopPodSandbox,
+// Sandbox.Destroy its RemovePodSandbox; Recover, at start-up, finishes
+// what crashes left.
 //
-// The journal. Before each step changes the host, it appends the undo of
-// that change to the sandbox's journal as data:
-// {"op":"unmount","path":...}, {"op":"netns-remove",...},
-// {"op":"cni-del",...}. A failed Build replays the journal backwards;
-// Destroy is the same replay; Recover replays the journals that crashed
-// Builds and Destroys left, even after a reboot. Every undo treats "never
-// happened" and "already undone" as success, every undo runs even when one
-// fails (the errors are joined), and what could not be undone stays in
-// the journal, the sandbox then reported as StateNeedsCleanup until a
-// Destroy finishes it (what was undone is marked in one write at the end,
-// and not at all when the journal is removed). Rollbacks run on a context
-// detached from the caller's, so a cancelled request still cleans up.
+// # The journal
 //
-// Where it lives. A journal starts in the run dir (RunDir/journals, a
-// tmpfs that a reboot empties, like the mounts and namespaces it undoes):
-// writing there costs no disk. When a Build is about to attach the pod to
-// the network, whose IP allocation survives a reboot, the journal moves
-// durably (fsynced, renamed) to StateDir/journals, and its network undo
-// with it; from then on the Build's records are fsynced (the marks of
-// what an undo did are not: a lost one only means the undo runs again,
-// which every undo allows). config.json and the
-// bundle's files are written to the run dir and not fsynced: a crash that
-// loses them also loses the mounts they describe, and the journal undoes
-// the rest. The journal's flock marks a Build or Destroy in progress, in
-// this process or another, and Load, List, Recover and CollectNetwork
-// respect it.
+// Each sandbox has a journal: StateDir/journals/<id>, one file from the
+// Build's first step to the end of its Destroy, never moved. Its first
+// record describes the sandbox (with the node's boot ID); then, before
+// each step changes the host, the step appends the undo of that change, as
+// data: {"op":"unmount","path":...}, {"op":"netns-remove",...},
+// {"op":"net-detach",...}, {"op":"runtime-delete",...}. A failed Build
+// replays it backwards; Destroy is the same replay; Recover replays the
+// journals of Builds and Destroys that did not finish, and of sandboxes
+// of an earlier boot. Every undo treats "never happened" and "already
+// undone" as success, every undo runs even when one fails (each failure
+// an *UndoError, joined), and what could not be undone stays in the
+// journal, the sandbox in StateNeedsCleanup, until a Destroy finishes it.
+// Rollbacks run on a context detached from the caller's, so a cancelled
+// request still cleans up.
 //
-// The pause. With Options.Runtime (package oci drives runc and crun), the
-// Build's last steps create and start the pause container, its removal
-// journaled before the create like every other undo; Stop, Destroy, a
-// rollback and Recover remove it (kill, wait, delete, and the cgroup a
-// killed create left) before anything it uses. Without a Runtime, Build
-// returns a ready bundle for the caller to run.
+// Records are plain writes until the network step; from its record of the
+// attachment on (the network's address allocation outlives a reboot, so
+// must its undo) they are fsynced. A new journal reserves room on disk
+// for its teardown's records, so a Destroy works on a full disk.
 //
-// The host-facing work goes through small interfaces (NetNSManager,
-// Mounter, RootfsProvider, Network, Runtime) whose defaults are podsmith's
-// netns, mounts and spec packages; package sandboxtest fakes them so code
-// that embeds a Builder can be tested as a normal user.
+// # Concurrency
+//
+// Three rules, across goroutines and processes:
+//   - A sandbox's journal is flock'ed by whoever changes the sandbox: a
+//     Build (from its creation, born locked, to its return), a Stop, a
+//     Destroy, Recover. Others wait for it (a Destroy waits for a Build),
+//     and readers (Find, List) say StateBuilding when it is held by a
+//     Build. Recover decides about a sandbox only while holding it.
+//   - A name is reserved by a symlink, StateDir/names/<hash> -> ID, made
+//     atomically after the journal and removed by its undo, before the
+//     journal. A link whose sandbox has no journal is stale: a Build that
+//     wants the name and Recover remove it, under the names dir's lock.
+//     Reads change nothing.
+//   - CollectNetwork (CNI GC) takes StateDir/network.lock exclusively; a
+//     Build holds it shared from its record of the attachment to the end
+//     of the attach, so the GC's list of live sandboxes misses none.
+//
+// # Seams
+//
+// What touches the host goes through three small interfaces: Host
+// (namespaces, mounts, the pause rootfs; RealHost is podsmith's netns,
+// mounts and spec packages), Network (netns/cni) and Runtime (package
+// oci). Package sandboxtest fakes all three so code that embeds a Builder
+// can be tested as a normal user, failures and crashes included.
 //
 // What it is not for: it does not pull images or manage app containers.
 // Building needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and Linux; Plan needs
-// neither.
-//
-// Errors are typed and never need matching on text: ErrInvalidConfig
-// (*ConfigError, *DecodeError), ErrNameReserved (*NameReservedError,
-// with the holder's ID), ErrNotFound, ErrNotSupported, and *StepError for
-// a step that failed, which unwraps to its cause.
+// neither. Errors are typed and never need matching on text.
 package sandbox

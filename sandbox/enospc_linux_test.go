@@ -17,15 +17,16 @@ import (
 
 	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 )
 
 // enospcPage is the unit tmpfs allocates in.
 const enospcPage = 4096
 
-// enospcVariant says which of a Builder's dirs is the tiny tmpfs. The
-// journal lives in the run dir until the network step moves it to the
-// state dir: without a Network it stays in the run dir to the end.
+// enospcVariant says which of a Builder's dirs is the tiny tmpfs: the run
+// dir (the bundles) or the state dir (the journals and name links, and
+// the network's cache).
 type enospcVariant struct {
 	name  string
 	state bool // the tmpfs is the state dir (else the run dir)
@@ -35,6 +36,7 @@ type enospcVariant struct {
 var enospcVariants = []enospcVariant{
 	{name: "run-dir/loopback"},
 	{name: "run-dir/cni", cni: true},
+	{name: "state-dir/loopback", state: true},
 	{name: "state-dir/cni", state: true, cni: true},
 }
 
@@ -58,7 +60,7 @@ func newENOSPCFixture(t *testing.T, v enospcVariant, free int64) *enospcFixture 
 	root := t.TempDir()
 	opts := realOptions(t, root, sandbox.Options{})
 	f := &enospcFixture{full: opts.RunDir}
-	size := int64(1 << 20) // the run dir's claim, journals, bundles
+	size := int64(1 << 20) // the bundles
 	if v.state {
 		f.full, size = opts.StateDir, 4<<20 // and catatonit, some 700 KB
 	}
@@ -71,10 +73,10 @@ func newENOSPCFixture(t *testing.T, v enospcVariant, free int64) *enospcFixture 
 	require.NoError(t, err)
 	_, err = b.Prepare()
 	require.NoError(t, err)
-	cacheDir := filepath.Join(opts.StateDir, "cni")
 	if v.cni {
-		// libcni makes it on the first ADD, and leaves it.
-		require.NoError(t, os.MkdirAll(filepath.Join(cacheDir, "results"), 0o700))
+		// The network's Prepare makes libcni's cache dir on the first
+		// ADD, and it stays.
+		require.NoError(t, os.MkdirAll(filepath.Join(opts.StateDir, "network", "results"), 0o700))
 	}
 	if free >= 0 {
 		testutil.FillTo(t, f.full, free)
@@ -84,7 +86,7 @@ func newENOSPCFixture(t *testing.T, v enospcVariant, free int64) *enospcFixture 
 	if v.cni {
 		f.net = testutil.NewCNINetwork(t, testutil.CNINetworkOptions{})
 		network, err := cni.New(cni.Options{
-			ConfDir: f.net.ConfDir, BinDirs: f.net.BinDirs, CacheDir: cacheDir,
+			ConfDir: f.net.ConfDir, BinDirs: f.net.BinDirs,
 			AddTimeout: 30 * time.Second, DelTimeout: 30 * time.Second,
 		})
 		require.NoError(t, err)
@@ -98,7 +100,7 @@ func newENOSPCFixture(t *testing.T, v enospcVariant, free int64) *enospcFixture 
 
 // build runs Build and turns a panic into a test failure (with the stack)
 // and an error, so that the other cases still run.
-func (f *enospcFixture) build(t *testing.T, cfg *sandbox.Config) (sb *sandbox.Sandbox, err error) {
+func (f *enospcFixture) build(t *testing.T, cfg *pod.Config) (sb *sandbox.Sandbox, err error) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
@@ -148,7 +150,7 @@ func (f *enospcFixture) repair(t *testing.T, list []*sandbox.Sandbox) {
 	for _, s := range list {
 		// Not forever: a Build that panicked holds its journal's lock.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := f.b.Destroy(ctx, s.ID)
+		err := s.Destroy(ctx)
 		cancel()
 		if err != nil {
 			t.Errorf("Destroy of %s with room again: %v", s.ID[:12], err)
@@ -203,12 +205,12 @@ func TestENOSPC(t *testing.T) {
 // annotation shifts it across the end of a page in steps of 4 bytes.
 func TestENOSPCDestroyOnAFullDisk(t *testing.T) {
 	testutil.RequireRoot(t)
-	// The journal on the full run dir, and on the full state dir.
-	for _, v := range []enospcVariant{enospcVariants[0], enospcVariants[2]} {
+	// The journal on the full state dir, with and without a network.
+	for _, v := range []enospcVariant{enospcVariants[2], enospcVariants[3]} {
 		t.Run(v.name, func(t *testing.T) {
 			f := newENOSPCFixture(t, v, -1)
 			ctx := context.Background()
-			padded := func(pad int) *sandbox.Config {
+			padded := func(pad int) *pod.Config {
 				cfg := podConfig("web")
 				cfg.Annotations["example.com/pad"] = strings.Repeat("p", pad)
 				return cfg
@@ -262,14 +264,10 @@ func TestENOSPCDestroyOnAFullDisk(t *testing.T) {
 	}
 }
 
-// journalSize returns the size of a sandbox's journal, wherever it is.
+// journalSize returns the size of a sandbox's journal.
 func (f *enospcFixture) journalSize(t *testing.T, id string) int64 {
 	t.Helper()
-	for _, dir := range []string{f.opts.StateDir, f.opts.RunDir} {
-		if st, err := os.Stat(filepath.Join(dir, "journals", id)); err == nil {
-			return st.Size()
-		}
-	}
-	t.Fatalf("no journal for %s", id)
-	return 0
+	st, err := os.Stat(filepath.Join(f.opts.StateDir, "journals", id))
+	require.NoError(t, err)
+	return st.Size()
 }

@@ -1,27 +1,33 @@
 package sandbox
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/podsmith/podsmith/internal/platform"
+	"github.com/podsmith/podsmith/pod"
 )
 
 var (
 	// ErrInvalidConfig is matched by every error about a pod config or
-	// Builder options that cannot be used: a *ConfigError from Plan and
-	// Build, a *DecodeError from DecodeConfig.
-	ErrInvalidConfig = errors.New("sandbox: invalid config")
+	// Builder options that cannot be used: a *ConfigError from Plan, Build
+	// and NewBuilder, a *pod.DecodeError. It is pod.ErrInvalid.
+	ErrInvalidConfig = pod.ErrInvalid
 	// ErrNameReserved is matched by a *NameReservedError: another sandbox
 	// has the name.
 	ErrNameReserved = errors.New("sandbox: name reserved")
-	// ErrNotFound means no sandbox has the ID or name.
+	// ErrNotFound means no sandbox has the ID or name, or a sandbox has
+	// nothing of what was asked (no network attachment, no pause).
 	ErrNotFound = errors.New("sandbox: not found")
-	// ErrAmbiguous means an ID prefix names more than one sandbox.
-	ErrAmbiguous = errors.New("sandbox: ambiguous")
+	// ErrNoNetwork is what a Network's Prepare returns when the node has
+	// no network configured and the pod is to keep its loopback interface
+	// only: the step then attaches nothing.
+	ErrNoNetwork = errors.New("sandbox: no network configured: loopback only")
 	// ErrNotSupported is returned on systems other than Linux by the real
-	// host implementations.
+	// host. It matches errors.ErrUnsupported.
 	ErrNotSupported = platform.ErrNotSupported
 )
 
@@ -45,27 +51,24 @@ func (p *Problem) Error() string {
 // Unwrap returns the leaf package's error.
 func (p *Problem) Unwrap() error { return p.Err }
 
-// ConfigError lists every problem found in a pod config. It matches
-// ErrInvalidConfig, and errors.As finds each problem's leaf error through
-// it.
+// ConfigError lists every problem found in a pod config (or in a Builder's
+// Options), sorted by field path, so one config always gives the same
+// text. It matches ErrInvalidConfig, and errors.As finds each problem's
+// leaf error through it.
 type ConfigError struct {
 	Problems []*Problem
 }
 
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "sandbox: invalid config (%d problem", len(e.Problems))
-	if len(e.Problems) != 1 {
-		b.WriteString("s")
-	}
-	b.WriteString("): ")
+	msgs := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(p.Error())
+		msgs[i] = p.Error()
 	}
-	return b.String()
+	noun := "problems"
+	if len(msgs) == 1 {
+		noun = "problem"
+	}
+	return fmt.Sprintf("sandbox: invalid config (%d %s): %s", len(msgs), noun, strings.Join(msgs, "; "))
 }
 
 // Is makes a ConfigError match ErrInvalidConfig.
@@ -78,6 +81,27 @@ func (e *ConfigError) Unwrap() []error {
 		errs[i] = p
 	}
 	return errs
+}
+
+// problems collects the problems of one config.
+type problems struct{ list []*Problem }
+
+func (p *problems) add(field, reason string, err error) {
+	p.list = append(p.list, &Problem{Field: field, Reason: reason, Err: err})
+}
+
+func (p *problems) addf(field, format string, args ...any) {
+	p.add(field, fmt.Sprintf(format, args...), nil)
+}
+
+// err returns the problems as a *ConfigError, sorted by field (stably:
+// two problems of one field keep their order), or nil.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(p.list, func(a, b *Problem) int { return cmp.Compare(a.Field, b.Field) })
+	return &ConfigError{Problems: p.list}
 }
 
 // NameReservedError says another sandbox holds the name.
@@ -94,8 +118,9 @@ func (e *NameReservedError) Error() string {
 func (e *NameReservedError) Is(target error) bool { return target == ErrNameReserved }
 
 // StepError says which step of a Build failed. It unwraps to the cause. If
-// rolling back failed too, RollbackErr says what is left (the sandbox is
-// then listed as needing cleanup, and Destroy retries).
+// rolling back failed too, RollbackErr says what is left (a join of
+// *UndoError; the sandbox is then in StateNeedsCleanup, and Destroy
+// retries).
 type StepError struct {
 	ID          string
 	Step        Step
@@ -119,9 +144,26 @@ func (e *StepError) Unwrap() []error {
 	return []error{e.Err}
 }
 
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
+// UndoError is an undo that failed: what stays on the host (a mount, a
+// netns pin, a network attachment, a container...) until a Destroy or
+// Recover undoes it. It unwraps to the cause.
+type UndoError struct {
+	Op   string // the journal's operation: unmount, netns-remove, cni-del, runtime-delete...
+	Path string // what it undoes: a mount point, a pin, a sandbox or container ID
+	Err  error
+}
+
+func (e *UndoError) Error() string { return fmt.Sprintf("undo %s %s: %v", e.Op, e.Path, e.Err) }
+
+// Unwrap returns the cause.
+func (e *UndoError) Unwrap() error { return e.Err }
+
+func shortID(id string) string { return id[:min(len(id), 12)] }
+
+// truncate cuts a value that an error echoes.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
 	}
-	return id
+	return s
 }

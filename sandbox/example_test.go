@@ -6,21 +6,22 @@ import (
 	"fmt"
 	"log"
 
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 )
 
 // Plan checks a pod config and computes everything, as a normal user, with
 // no side effect (NewBuilder writes nothing either): every problem comes
-// back at once, with its field.
+// back at once, with its field, sorted by field.
 func ExampleBuilder_Plan() {
 	b, err := sandbox.NewBuilder(sandbox.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	_, err = b.Plan(&sandbox.Config{
-		Metadata:  sandbox.Metadata{Name: "web", Namespace: "default"},
-		DNSConfig: &sandbox.DNSConfig{Servers: []string{"1.1.1.1\nnameserver 6.6.6.6"}},
-		Linux:     &sandbox.LinuxConfig{Sysctls: map[string]string{"kernel.panic": "1"}},
+	_, err = b.Plan(&pod.Config{
+		Metadata:  pod.Metadata{Name: "web", Namespace: "default"},
+		DNSConfig: &pod.DNSConfig{Servers: []string{"1.1.1.1\nnameserver 6.6.6.6"}},
+		Linux:     &pod.LinuxConfig{Sysctls: map[string]string{"kernel.panic": "1"}},
 	})
 	var ce *sandbox.ConfigError
 	if errors.As(err, &ce) {
@@ -29,9 +30,9 @@ func ExampleBuilder_Plan() {
 		}
 	}
 	// Output:
-	// metadata.uid
 	// dns_config.servers[0]
 	// linux.sysctls["kernel.panic"]
+	// metadata.uid
 }
 
 // Build makes the sandbox; give its BundleDir to runc or crun. Destroy
@@ -41,7 +42,7 @@ func ExampleBuilder_Build() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cfg, err := sandbox.LoadConfig("pod-config.json") // crictl's format
+	cfg, err := pod.Load("pod-config.json") // crictl's format
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -2,69 +2,131 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
+	"net/netip"
 	"syscall"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/podsmith/podsmith/internal/cgroupdir"
 	"github.com/podsmith/podsmith/mounts"
 	"github.com/podsmith/podsmith/netns"
-	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/spec"
 )
 
-// NetNSManager creates and removes pinned network namespaces. The default
-// is the netns package.
-type NetNSManager interface {
-	// Create makes a network namespace with lo up, pinned at dir/name, and
-	// returns the pin's path.
-	Create(dir, name string) (string, error)
-	// Remove unpins it; a pin that is gone is success.
-	Remove(path string) error
-}
+// The seams of a Builder: what it asks of the host, the network and the
+// runtime. Each is small, defined here by its one consumer; sandboxtest
+// fakes all three, and an embedder may wrap the real ones.
 
-// Mounter makes the sandbox's mounts. The default is the mounts package.
-type Mounter interface {
-	// MountShm creates the directory path and mounts a shm tmpfs of size
+// Host makes what a sandbox holds on the node: pinned network namespaces,
+// mounts, the shared pause rootfs, and removes the pause's cgroup when a
+// runtime did not. Every removal treats "not there" as success. RealHost
+// is podsmith's netns, mounts and spec packages.
+type Host interface {
+	// CreateNetNS makes a network namespace with lo up, pinned at
+	// dir/name, and returns the pin's path.
+	CreateNetNS(dir, name string) (string, error)
+	// RemoveNetNS unpins it.
+	RemoveNetNS(path string) error
+	// MountShm makes the directory path and mounts a shm tmpfs of size
 	// bytes on it.
 	MountShm(path string, size int64, mountLabel string) error
-	// BindReadOnly creates the directory dst and binds src on it
-	// read-only.
+	// BindReadOnly makes the directory dst and binds src on it read-only.
 	BindReadOnly(src, dst string) error
-	// Unmount unmounts what is on path and removes the directory; a path
-	// that is gone or not mounted is success.
+	// Unmount unmounts what is on path and removes the directory.
 	Unmount(path string) error
-}
-
-// RootfsProvider prepares the shared pause rootfs. The default is
-// spec.PreparePauseRootfs.
-type RootfsProvider interface {
+	// PreparePauseRootfs makes (once) the pause rootfs under dir.
 	PreparePauseRootfs(dir string, opts spec.PauseOptions) (*spec.PauseRootfs, error)
+	// RemoveCgroup removes the cgroup dir (relative to each hierarchy's
+	// root) in every hierarchy, killing what is left in it.
+	RemoveCgroup(ctx context.Context, dir string) error
 }
 
-// Network attaches a pod's network namespace to the node's networks. An
-// implementation must be safe for concurrent use. netns/cni's Network
-// implements it with CNI plugins.
+// RealHost returns the host as podsmith's netns, mounts and spec packages
+// make it, for embedders that wrap it.
+func RealHost() Host { return realHost{} }
+
+type realHost struct{}
+
+func (realHost) CreateNetNS(dir, name string) (string, error) {
+	ns, err := netns.New(dir, name)
+	if err != nil {
+		return "", err
+	}
+	return ns.Path(), nil
+}
+
+func (realHost) RemoveNetNS(path string) error { return netns.Remove(path) }
+
+func (realHost) MountShm(path string, size int64, mountLabel string) error {
+	_, err := mounts.MountShm(path, mounts.ShmOptions{Size: size, Max: size, MountLabel: mountLabel})
+	return err
+}
+
+func (realHost) BindReadOnly(src, dst string) error { return mounts.BindReadOnly(src, dst) }
+
+func (realHost) Unmount(path string) error { return mounts.Unmount(path) }
+
+func (realHost) PreparePauseRootfs(dir string, opts spec.PauseOptions) (*spec.PauseRootfs, error) {
+	return spec.PreparePauseRootfs(dir, opts)
+}
+
+func (realHost) RemoveCgroup(ctx context.Context, dir string) error {
+	return cgroupdir.Remove(ctx, dir)
+}
+
+// Network attaches a pod's network namespace to the node's network.
+// netns/cni implements it with CNI plugins. An implementation must be safe
+// for concurrent use.
 type Network interface {
-	// Prepare checks what Attach will do, with no side effect, and fills
-	// in the Attachment what Detach will need (netns/cni: the network
-	// configuration itself). The Attachment is then journaled, before
-	// Attach runs.
-	Prepare(ctx context.Context, a *Attachment) error
-	// Attach connects the pod (CNI ADD) and returns its addresses.
-	Attach(ctx context.Context, a *Attachment) (*AttachResult, error)
-	// Detach disconnects it (CNI DEL). It must be idempotent, and must
-	// release the pod's addresses even when the netns pin is gone (as
+	// Prepare checks what Attach will do, with no side effect, and records
+	// in a.State what Attach, Detach and Check will need (netns/cni: the
+	// network's whole configuration). The attachment, State included, is
+	// then journaled, before Attach runs, so a Detach after a failure, a
+	// crash, a reboot or a change of the node's configuration gets the
+	// same one. ErrNoNetwork: nothing is configured, and the pod keeps
+	// its loopback interface only.
+	Prepare(ctx context.Context, a *NetworkAttachment) error
+	// Attach connects the pod and returns its addresses, the primary
+	// first.
+	Attach(ctx context.Context, a *NetworkAttachment) ([]netip.Addr, error)
+	// Detach disconnects it and releases its addresses. It is idempotent,
+	// and must release the addresses even when the netns pin is gone (as
 	// after a reboot).
-	Detach(ctx context.Context, a *Attachment) error
-	// Check verifies a live attachment (CNI CHECK).
-	Check(ctx context.Context, a *Attachment) error
+	Detach(ctx context.Context, a *NetworkAttachment) error
+	// Check verifies a live attachment.
+	Check(ctx context.Context, a *NetworkAttachment) error
 }
 
-// NetworkCollector is a Network that can collect attachments nobody knows
-// (CNI GC); Builder.CollectNetwork uses it.
+// NetworkCollector is a Network that can collect attachments no sandbox
+// knows (CNI GC); Builder.CollectNetwork uses it. dir is the Builder's
+// directory for the network's own state (see NetworkAttachment.Dir).
 type NetworkCollector interface {
 	Network
-	GC(ctx context.Context, validSandboxIDs []string) error
+	GC(ctx context.Context, dir string, validSandboxIDs []string) error
+}
+
+// NetworkAttachment is one pod's attachment to the network: what the
+// Builder tells the Network of the pod, and what the Network records of it
+// (State). It is JSON, journaled whole before Attach.
+type NetworkAttachment struct {
+	SandboxID string `json:"sandbox_id"`
+	// NetnsPath is the pinned network namespace; after a reboot it names
+	// no namespace.
+	NetnsPath    string            `json:"netns_path,omitempty"`
+	Pod          pod.Metadata      `json:"pod"`
+	PortMappings []pod.PortMapping `json:"port_mappings,omitempty"` // with a host port
+	DNS          *pod.DNSConfig    `json:"dns,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	CgroupParent string            `json:"cgroup_parent,omitempty"`
+	// Dir is the Builder's directory for the network's own state, if it
+	// keeps any (netns/cni: libcni's cache): StateDir/network, one per
+	// Builder, so two Builders never collect each other's attachments.
+	Dir string `json:"dir"`
+	// State is the Network's own record of the attachment, opaque to the
+	// Builder.
+	State json.RawMessage `json:"state,omitempty"`
 }
 
 // Runtime runs a sandbox's pause container (package oci drives runc and
@@ -93,58 +155,3 @@ type Runtime interface {
 	// fs.ErrNotExist for a container that is not there.
 	State(ctx context.Context, id string) (specs.State, error)
 }
-
-// Attachment is what a Network needs to attach or detach a pod (see
-// cni.Attachment). The journal records it before Attach runs, so a later
-// Detach (after a failure, a crash or a reboot) gets the same one.
-type Attachment = cni.Attachment
-
-// AttachResult is what a Network reports of an attachment.
-type AttachResult = cni.Result
-
-// The real host.
-type (
-	hostNetNS   struct{}
-	hostMounter struct{}
-	hostRootfs  struct{}
-)
-
-func (hostNetNS) Create(dir, name string) (string, error) {
-	ns, err := netns.New(dir, name)
-	if err != nil {
-		return "", err
-	}
-	return ns.Path(), nil
-}
-
-func (hostNetNS) Remove(path string) error { return netns.Remove(path) }
-
-func (hostMounter) MountShm(path string, size int64, mountLabel string) error {
-	_, err := mounts.MountShm(path, mounts.ShmOptions{Size: size, Max: size, MountLabel: mountLabel})
-	return err
-}
-
-func (hostMounter) BindReadOnly(src, dst string) error { return mounts.BindReadOnly(src, dst) }
-
-func (hostMounter) Unmount(path string) error { return mounts.Unmount(path) }
-
-func (hostRootfs) PreparePauseRootfs(dir string, opts spec.PauseOptions) (*spec.PauseRootfs, error) {
-	return spec.PreparePauseRootfs(dir, opts)
-}
-
-var (
-	_ NetNSManager     = hostNetNS{}
-	_ Mounter          = hostMounter{}
-	_ RootfsProvider   = hostRootfs{}
-	_ NetworkCollector = (*cni.Network)(nil)
-)
-
-// HostNetNS returns the real NetNSManager (the netns package), for
-// embedders that wrap it.
-func HostNetNS() NetNSManager { return hostNetNS{} }
-
-// HostMounter returns the real Mounter (the mounts package).
-func HostMounter() Mounter { return hostMounter{} }
-
-// HostRootfs returns the real RootfsProvider (spec.PreparePauseRootfs).
-func HostRootfs() RootfsProvider { return hostRootfs{} }

@@ -18,6 +18,7 @@ import (
 	"github.com/podsmith/podsmith/mounts"
 	"github.com/podsmith/podsmith/netns"
 	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/spec"
 )
@@ -64,7 +65,7 @@ func TestNetworkBuildAndDestroy(t *testing.T) {
 	ctx := context.Background()
 	cfg := podConfig("web")
 	hostPort := 22000 + int32(os.Getpid()%1000)
-	cfg.PortMappings = []sandbox.PortMapping{{Protocol: sandbox.ProtocolTCP, ContainerPort: 80, HostPort: hostPort}}
+	cfg.PortMappings = []pod.PortMapping{{Protocol: pod.ProtocolTCP, ContainerPort: 80, HostPort: hostPort}}
 	sb, err := f.b.Build(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sb.Destroy(ctx) })
@@ -102,7 +103,7 @@ func TestNetworkBuildAndDestroy(t *testing.T) {
 	// containernetworking/plugins#819. TestNetworkReleaseOnStop checks a
 	// pod on a network without portmap.)
 
-	loaded, err := f.b.Load(sb.ID)
+	loaded, err := f.b.Find(sb.ID)
 	require.NoError(t, err)
 	assert.Equal(t, sb.IPs, loaded.IPs)
 
@@ -122,7 +123,7 @@ func TestNetworkReleaseOnStop(t *testing.T) {
 	require.NoError(t, sb.CheckNetwork(ctx), "CHECK passes on a live pod")
 	require.NoError(t, sb.Stop(ctx))
 	assert.Empty(t, f.net.Allocations())
-	require.ErrorIs(t, sb.CheckNetwork(ctx), sandbox.ErrNotAttached)
+	require.ErrorIs(t, sb.CheckNetwork(ctx), sandbox.ErrNotFound)
 	require.NoError(t, sb.Destroy(ctx))
 	assert.Empty(t, f.lc.Leaked())
 }
@@ -203,7 +204,7 @@ func TestNetworkDestroyAfterThePinIsGone(t *testing.T) {
 	f := newNetFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 	ctx := context.Background()
 	cfg := podConfig("web")
-	cfg.PortMappings = []sandbox.PortMapping{{ContainerPort: 80, HostPort: 23000 + int32(os.Getpid()%1000)}}
+	cfg.PortMappings = []pod.PortMapping{{ContainerPort: 80, HostPort: 23000 + int32(os.Getpid()%1000)}}
 	sb, err := f.b.Build(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sb.Destroy(ctx) })
@@ -218,11 +219,11 @@ func TestNetworkDestroyAfterThePinIsGone(t *testing.T) {
 	assert.Empty(t, f.lc.Leaked())
 }
 
-// TestNetworkAfterAReboot: the run dir (a tmpfs) and every mount and
-// namespace are gone; the journal, moved to the state dir when the pod was
-// attached, is not, and neither is the IPAM allocation on disk. A new
-// Builder finds the sandbox, and its Destroy releases the address with an
-// empty netns path.
+// TestNetworkAfterAReboot: every mount and namespace is gone, and so is
+// the run dir's content; the journal (in the state dir) is not, and
+// neither is the IPAM allocation on disk. A new Builder of the next boot
+// lists the sandbox as stopped (not ready), and Recover releases its
+// address with an empty netns path and frees its name.
 func TestNetworkAfterAReboot(t *testing.T) {
 	f := newNetFixture(t, testutil.CNINetworkOptions{}, nil)
 	ctx := context.Background()
@@ -232,7 +233,8 @@ func TestNetworkAfterAReboot(t *testing.T) {
 	veths := f.net.Ports()
 	require.Len(t, veths, 1)
 
-	// "Reboot": unmount and unpin everything, empty the run dir.
+	// "Reboot": unmount and unpin everything, empty the run dir, and the
+	// journal is of an earlier boot.
 	require.NoError(t, mounts.Unmount(sb.Files.Shm))
 	require.NoError(t, mounts.Unmount(sb.Files.Rootfs))
 	require.NoError(t, netns.Remove(sb.NetnsPath))
@@ -242,21 +244,24 @@ func TestNetworkAfterAReboot(t *testing.T) {
 	for _, e := range ents {
 		require.NoError(t, os.RemoveAll(filepath.Join(o.RunDir, e.Name())))
 	}
+	ofAnEarlierBoot(t, f.b, sb.ID)
 	require.NoError(t, testutil.WaitLinkGone(veths[0], 30*time.Second))
 	require.Len(t, f.net.Allocations(), 1, "IPAM remembers")
 
 	b2, err := sandbox.NewBuilder(o)
 	require.NoError(t, err)
-	rep, err := b2.Recover(ctx)
-	require.NoError(t, err)
-	assert.Empty(t, rep.Destroyed, "a built sandbox is the caller's to destroy")
-	found, err := b2.LookupName(sb.Name)
+	found, err := b2.Find(sb.Name)
 	require.NoError(t, err, "the name is held on the state dir")
-	assert.Equal(t, sandbox.StateBuilt, found.State)
+	assert.Equal(t, sandbox.StateStopped, found.State, "not ready")
 	_, err = b2.Build(ctx, podConfig("web"))
 	require.ErrorIs(t, err, sandbox.ErrNameReserved)
-	require.NoError(t, found.Destroy(ctx))
+	rep, err := b2.Recover(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{sb.ID}, rep.Destroyed, "a sandbox of an earlier boot is undone")
 	assert.Empty(t, f.net.Allocations())
+	sb2, err := b2.Build(ctx, podConfig("web"))
+	require.NoError(t, err, "the name is free")
+	require.NoError(t, sb2.Destroy(ctx))
 	assert.Empty(t, f.lc.Leaked())
 }
 
@@ -313,7 +318,7 @@ func BenchmarkPortMappings(b *testing.B) {
 			f := newNetFixture(b, testutil.CNINetworkOptions{Portmap: true}, nil)
 			cfg := podConfig("ports")
 			for i := range n {
-				cfg.PortMappings = append(cfg.PortMappings, sandbox.PortMapping{ContainerPort: 80, HostPort: int32(20000 + i)})
+				cfg.PortMappings = append(cfg.PortMappings, pod.PortMapping{ContainerPort: 80, HostPort: int32(20000 + i)})
 			}
 			ctx := context.Background()
 			for b.Loop() {

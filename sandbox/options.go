@@ -1,11 +1,12 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
-	"fmt"
-	"io"
+	"errors"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,39 +15,37 @@ import (
 	"github.com/podsmith/podsmith/cgroups"
 	"github.com/podsmith/podsmith/dns"
 	"github.com/podsmith/podsmith/mounts"
+	"github.com/podsmith/podsmith/pod"
+	"github.com/podsmith/podsmith/sandbox/internal/testhook"
 	"github.com/podsmith/podsmith/spec"
 )
 
 // Defaults of Options.
 const (
-	DefaultStateDir     = "/var/lib/podsmith"
-	DefaultRunDir       = "/run/podsmith"
-	DefaultNetnsDir     = "/run/netns"
-	DefaultCgroupPrefix = "podsmith"
-	DefaultUndoTimeout  = 2 * time.Minute
+	DefaultStateDir = "/var/lib/podsmith"
+	DefaultRunDir   = "/run/podsmith"
+	DefaultNetnsDir = "/run/netns"
+)
+
+const (
+	defaultCgroupPrefix = "podsmith"
+	defaultUndoTimeout  = 2 * time.Minute
 )
 
 // Options are a node's settings for building sandboxes. The zero value of
 // every field means its documented default.
 type Options struct {
-	// StateDir holds what must survive a reboot: the journals of attached
-	// sandboxes, their name reservations and the shared pause rootfs.
+	// StateDir holds the sandboxes' journals and name reservations, the
+	// shared pause rootfs and the network's own state (StateDir/network).
 	// Default /var/lib/podsmith. Builders (in one process or several)
-	// that share a StateDir share one node's sandboxes, and must share
-	// their RunDir too.
+	// that share a StateDir share one node's sandboxes.
 	StateDir string
 	// RunDir holds the bundles (config.json, resolv.conf, hostname, hosts,
-	// the shm mount point) and what a reboot may forget (journals and
-	// names of sandboxes not yet attached to a network); a tmpfs is best.
-	// Default /run/podsmith. A RunDir and a StateDir belong to each other
-	// (each holds a file naming the other): a Builder refuses, with
-	// ErrInvalidConfig, a RunDir of another StateDir or a StateDir in use
-	// with another RunDir, as Recover would take the other's sandboxes for
-	// orphans of its own. A StateDir may move to a new RunDir once the old
-	// one is gone (after a reboot, say).
+	// the mount points). Default /run/podsmith. It need not be a tmpfs.
 	RunDir string
 	// NetnsDir is where network namespaces are pinned. Default /run/netns
-	// (where `ip netns` looks).
+	// (where `ip netns` looks); pins are named after the StateDir, so
+	// Builders of different state dirs may share it.
 	NetnsDir string
 
 	// CgroupManager is the runtime's cgroup manager. Default cgroupfs.
@@ -62,7 +61,7 @@ type Options struct {
 	Pause spec.PauseOptions
 	// ShmSize is a pod's /dev/shm size when it asks for none; default
 	// mounts.DefaultShmSize (64 MiB). MaxShmSize caps what a pod may ask
-	// for (with the annotation ShmSizeAnnotation); default
+	// for (with the annotation pod.ShmSizeAnnotation); default
 	// mounts.DefaultMaxShmSize.
 	ShmSize, MaxShmSize int64
 	// DefaultSysctls are set in every pod; a pod's own sysctls override
@@ -91,12 +90,9 @@ type Options struct {
 	// Runtime runs the pause container (package oci drives runc and
 	// crun). Nil: Build returns a ready bundle and starts nothing.
 	Runtime Runtime
-	// NetNS, Mounter and Rootfs are the host-facing seams; nil means the
-	// real implementations (the netns, mounts and spec packages).
-	// sandboxtest provides fakes.
-	NetNS   NetNSManager
-	Mounter Mounter
-	Rootfs  RootfsProvider
+	// Host makes the namespaces and mounts and the pause rootfs; nil means
+	// the real host (RealHost). sandboxtest provides a fake.
+	Host Host
 
 	// Logger receives debug records of each step; default: discard.
 	// Errors are returned, not logged.
@@ -104,26 +100,34 @@ type Options struct {
 	// OnStep, if set, is called after each step of a Build with its
 	// duration, for metrics.
 	OnStep func(StepEvent)
-	// BeforeStep, if set, runs before each step of a Build; an error from
-	// it fails the Build at that step, which is then rolled back like any
-	// failure. Meant for tests: sandboxtest injects failures with it.
-	BeforeStep func(ctx context.Context, id string, step Step) error
 	// UndoTimeout bounds a rollback or a Destroy, which run on a context
 	// detached from the caller's (a cancelled request still cleans up).
 	// Default 2 minutes.
 	UndoTimeout time.Duration
+
+	// hooks run before each step of a Build; an error from one fails the
+	// Build at that step, testhook.ErrCrash abandons it as a crash would.
+	// Only tests set them (testhook.SetBeforeStep: sandboxtest's FailAt).
+	hooks []func(ctx context.Context, id, step string) error
+}
+
+func init() {
+	testhook.SetBeforeStep = func(o any, fn func(ctx context.Context, id, step string) error) {
+		opts := o.(*Options)
+		opts.hooks = append(slices.Clip(opts.hooks), fn)
+	}
 }
 
 // SeccompOptions choose the seccomp profiles behind a pod's settings.
 type SeccompOptions struct {
 	// RuntimeDefault is the profile of pods that ask for RuntimeDefault;
 	// nil means spec.RuntimeDefaultProfile(). spec.PauseProfile() is a
-	// tighter choice for the pause process.
+	// tighter choice for the pause process. Every plan gets a copy.
 	RuntimeDefault *specs.LinuxSeccomp
 	// Unset is what a pod that says nothing about seccomp gets. The zero
 	// value is RuntimeDefault (as kubelet's SeccompDefault); set it to
-	// ProfileUnconfined for CRI's historical default.
-	Unset ProfileType
+	// pod.ProfileUnconfined for CRI's historical default.
+	Unset pod.ProfileType
 }
 
 // StepEvent reports one finished step of a Build.
@@ -134,82 +138,55 @@ type StepEvent struct {
 	Err      error
 }
 
-// withDefaults returns o with every unset field at its default, or an error
-// for settings that cannot work.
+// withDefaults returns o with every unset field at its default, or a
+// *ConfigError for settings that cannot work.
 func (o Options) withDefaults() (Options, error) {
-	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
-	}
-	if o.RunDir == "" {
-		o.RunDir = DefaultRunDir
-	}
-	if o.NetnsDir == "" {
-		o.NetnsDir = DefaultNetnsDir
-	}
+	o.StateDir = cmp.Or(o.StateDir, DefaultStateDir)
+	o.RunDir = cmp.Or(o.RunDir, DefaultRunDir)
+	o.NetnsDir = cmp.Or(o.NetnsDir, DefaultNetnsDir)
+	var probs problems
 	for name, dir := range map[string]string{"StateDir": o.StateDir, "RunDir": o.RunDir, "NetnsDir": o.NetnsDir} {
 		if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
-			return o, optionError(name, fmt.Sprintf("%q is not a clean absolute path", dir))
+			probs.addf("Options."+name, "%q is not a clean absolute path", dir)
 		}
 	}
-	if o.CgroupManager == "" {
-		o.CgroupManager = cgroups.Cgroupfs
-	}
+	o.CgroupManager = cgroups.Manager(cmp.Or(string(o.CgroupManager), string(cgroups.Cgroupfs)))
 	if _, err := cgroups.ParseManager(string(o.CgroupManager)); err != nil {
-		return o, &ConfigError{Problems: []*Problem{{Field: "Options.CgroupManager", Reason: err.Error(), Err: err}}}
+		probs.add("Options.CgroupManager", err.Error(), err)
+	} else {
+		o.CgroupParent = cmp.Or(o.CgroupParent, cgroups.DefaultParent(o.CgroupManager))
+		o.CgroupPrefix = cmp.Or(o.CgroupPrefix, defaultCgroupPrefix)
+		// An ID is 64 hex characters: check the parent and prefix with one.
+		if _, err := cgroups.CgroupsPath(o.CgroupManager, o.CgroupParent, o.CgroupPrefix, strings.Repeat("0", 64)); err != nil {
+			field := "Options.CgroupParent"
+			if ne := (*cgroups.NameError)(nil); errors.As(err, &ne) {
+				field = "Options.CgroupPrefix"
+			}
+			probs.add(field, err.Error(), err)
+		}
 	}
-	if o.CgroupParent == "" {
-		o.CgroupParent = cgroups.DefaultParent(o.CgroupManager)
-	}
-	if err := cgroups.ValidateParent(o.CgroupManager, o.CgroupParent); err != nil {
-		return o, &ConfigError{Problems: []*Problem{{Field: "Options.CgroupParent", Reason: err.Error(), Err: err}}}
-	}
-	if o.CgroupPrefix == "" {
-		o.CgroupPrefix = DefaultCgroupPrefix
-	}
-	// An ID is 64 hex characters: check the prefix with one.
-	if _, err := cgroups.CgroupsPath(o.CgroupManager, o.CgroupParent, o.CgroupPrefix, strings.Repeat("0", 64)); err != nil {
-		return o, &ConfigError{Problems: []*Problem{{Field: "Options.CgroupPrefix", Reason: err.Error(), Err: err}}}
-	}
-	if o.MaxShmSize == 0 {
-		o.MaxShmSize = mounts.DefaultMaxShmSize
-	}
+	o.MaxShmSize = cmp.Or(o.MaxShmSize, mounts.DefaultMaxShmSize)
 	size, err := mounts.ShmSize(o.ShmSize, o.MaxShmSize)
 	if err != nil {
-		return o, &ConfigError{Problems: []*Problem{{Field: "Options.ShmSize", Reason: err.Error(), Err: err}}}
+		probs.add("Options.ShmSize", err.Error(), err)
 	}
 	o.ShmSize = size
 	if o.Seccomp.RuntimeDefault == nil {
 		o.Seccomp.RuntimeDefault = spec.RuntimeDefaultProfile()
 	} else if err := spec.ValidateSeccompProfile(o.Seccomp.RuntimeDefault); err != nil {
-		return o, &ConfigError{Problems: []*Problem{{Field: "Options.Seccomp.RuntimeDefault", Reason: err.Error(), Err: err}}}
+		probs.add("Options.Seccomp.RuntimeDefault", err.Error(), err)
 	}
-	if o.Seccomp.Unset != ProfileRuntimeDefault && o.Seccomp.Unset != ProfileUnconfined {
-		return o, optionError("Seccomp.Unset", fmt.Sprintf("%s: must be RuntimeDefault or Unconfined", o.Seccomp.Unset))
+	if o.Seccomp.Unset != pod.ProfileRuntimeDefault && o.Seccomp.Unset != pod.ProfileUnconfined {
+		probs.addf("Options.Seccomp.Unset", "%s: must be RuntimeDefault or Unconfined", o.Seccomp.Unset)
 	}
-	if o.OCIVersion == "" {
-		o.OCIVersion = spec.DefaultOCIVersion
-	}
-	if o.HostResolvConf == "" {
-		o.HostResolvConf = dns.DefaultHostResolvConf
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.OCIVersion = cmp.Or(o.OCIVersion, spec.DefaultOCIVersion)
+	o.HostResolvConf = cmp.Or(o.HostResolvConf, dns.DefaultHostResolvConf)
+	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
 	if o.UndoTimeout <= 0 {
-		o.UndoTimeout = DefaultUndoTimeout
+		o.UndoTimeout = defaultUndoTimeout
 	}
-	if o.NetNS == nil {
-		o.NetNS = hostNetNS{}
+	if o.Host == nil {
+		o.Host = RealHost()
 	}
-	if o.Mounter == nil {
-		o.Mounter = hostMounter{}
-	}
-	if o.Rootfs == nil {
-		o.Rootfs = hostRootfs{}
-	}
-	return o, nil
-}
-
-func optionError(field, reason string) error {
-	return &ConfigError{Problems: []*Problem{{Field: "Options." + field, Reason: reason}}}
+	return o, probs.err()
 }

@@ -1,10 +1,17 @@
 package sandbox_test
 
 import (
+	"regexp"
+	"testing"
+
+	"context"
+	"github.com/stretchr/testify/require"
+
 	"os"
 	"path/filepath"
 
 	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/sandbox/internal/testhook"
 )
 
 // realOptionsAt sets every directory of opts under root and makes the
@@ -15,4 +22,23 @@ func realOptionsAt(root string, opts sandbox.Options) (sandbox.Options, error) {
 	opts.NetnsDir = filepath.Join(root, "netns")
 	opts.HostResolvConf = filepath.Join(root, "resolv.conf")
 	return opts, os.WriteFile(opts.HostResolvConf, []byte("nameserver 192.0.2.53\n"), 0o644)
+}
+
+// beforeStep adds a hook that runs before each step of the Builds made
+// with o (sandboxtest's FailAt and CrashAt are made of it).
+func beforeStep(o sandbox.Options, fn func(ctx context.Context, id string, s sandbox.Step) error) sandbox.Options {
+	testhook.SetBeforeStep(&o, func(ctx context.Context, id, step string) error { return fn(ctx, id, sandbox.Step(step)) })
+	return o
+}
+
+// ofAnEarlierBoot makes a sandbox's journal say it was written in an
+// earlier boot of the node, as after a reboot.
+func ofAnEarlierBoot(t *testing.T, b *sandbox.Builder, id string) {
+	t.Helper()
+	p := filepath.Join(b.Options().StateDir, "journals", id)
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	data = regexp.MustCompile(`"boot":"[^"]*"`).ReplaceAll(data, []byte(`"boot":"an-earlier-boot-of-the-nod"`))
+	require.Contains(t, string(data), "an-earlier-boot")
+	require.NoError(t, os.WriteFile(p, data, 0o600))
 }

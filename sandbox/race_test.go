@@ -1,14 +1,15 @@
 package sandbox_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,14 +35,14 @@ func untilClosed(done <-chan struct{}, fn func()) {
 	}
 }
 
-// hookedNetwork calls attach inside Attach: after the journal moved to the
-// state dir, while the network step holds it.
+// hookedNetwork calls attach inside Attach: after the journal recorded the
+// attachment, while the network step holds it.
 type hookedNetwork struct {
 	sandbox.Network
 	attach func(id string, s sandbox.Step)
 }
 
-func (n hookedNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (*sandbox.AttachResult, error) {
+func (n hookedNetwork) Attach(ctx context.Context, a *sandbox.NetworkAttachment) ([]netip.Addr, error) {
 	n.attach(a.SandboxID, sandbox.StepNetwork)
 	return n.Network.Attach(ctx, a)
 }
@@ -53,13 +54,12 @@ func newHookedBuilder(t *testing.T, during func(id string, s sandbox.Step)) (*sa
 	dir := t.TempDir()
 	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
 	require.NoError(t, err)
-	opts := sandbox.Options{
+	opts := beforeStep(sandbox.Options{
 		StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns"),
-		BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
-			during(id, s)
-			return nil
-		},
-	}
+	}, func(_ context.Context, id string, s sandbox.Step) error {
+		during(id, s)
+		return nil
+	})
 	require.NoError(t, h.Apply(&opts))
 	opts.Network = hookedNetwork{Network: opts.Network, attach: during}
 	b, err := sandbox.NewBuilder(opts)
@@ -77,7 +77,7 @@ func TestRecoverAndLoadDuringEveryStep(t *testing.T) {
 		rep, err := b.Recover(ctx)
 		assert.NoError(t, err)
 		assert.NotContains(t, rep.Destroyed, id)
-		sb, err := b.Load(id)
+		sb, err := b.Find(id)
 		if errors.Is(err, sandbox.ErrNotFound) {
 			seen = append(seen, "none") // before the journal exists
 			assert.Empty(t, rep.Busy)
@@ -97,7 +97,7 @@ func TestRecoverAndLoadDuringEveryStep(t *testing.T) {
 		want = append(want, string(sandbox.StateBuilding))
 	}
 	assert.Equal(t, want, seen)
-	got, err := b.Load(sb.ID)
+	got, err := b.Find(sb.ID)
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.StateBuilt, got.State)
 	rep, err := b.Recover(ctx)
@@ -108,9 +108,8 @@ func TestRecoverAndLoadDuringEveryStep(t *testing.T) {
 	assert.Empty(t, tree(t, b, h))
 }
 
-// Builds with Recover and Load running against them all the time: no Build
-// fails, every built sandbox stays, and a Load never misses a live one
-// (its journal moving to the state dir included).
+// Builds with Recover and Find running against them all the time: no Build
+// fails, every built sandbox stays, and a Find never misses a live one.
 func TestRecoverAndLoadRaceBuilds(t *testing.T) {
 	ctx := context.Background()
 	var b *sandbox.Builder
@@ -145,7 +144,7 @@ func TestRecoverAndLoadRaceBuilds(t *testing.T) {
 			}
 			mu.Unlock()
 			for _, id := range ids {
-				_, err := b.Load(id)
+				_, err := b.Find(id)
 				assert.NotErrorIs(t, err, sandbox.ErrNotFound, "Load missed live sandbox %s", id)
 				loads.Add(1)
 			}
@@ -173,7 +172,7 @@ func TestRecoverAndLoadRaceBuilds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, list, 120)
 	built.Range(func(id, v any) bool {
-		got, err := b.Load(id.(string))
+		got, err := b.Find(id.(string))
 		if assert.NoError(t, err) {
 			assert.Equal(t, sandbox.StateBuilt, got.State)
 		}
@@ -194,12 +193,12 @@ type gcRecorder struct {
 	missed atomic.Int64
 }
 
-func (g *gcRecorder) GC(_ context.Context, valid []string) error {
+func (g *gcRecorder) GC(_ context.Context, _ string, valid []string) error {
 	g.calls.Add(1)
-	att, err := g.h.Attachments()
+	left, err := g.h.Left()
 	assert.NoError(g.t, err)
-	for _, id := range att {
-		if !slices.Contains(valid, id) {
+	for _, l := range left {
+		if id, ok := strings.CutPrefix(l, "attachment "); ok && !slices.Contains(valid, id) {
 			g.missed.Add(1)
 		}
 	}
@@ -234,73 +233,19 @@ func TestCollectNetworkRacesBuilds(t *testing.T) {
 	assert.Empty(t, tree(t, b, h))
 }
 
-// A crash in the middle of the journal's move to the state dir (after the
-// rename, before the old file's removal) leaves both copies. Destroy and
-// Recover each remove both, and undo everything once.
-func TestCrashInTheJournalsMove(t *testing.T) {
-	for _, how := range []string{"destroy", "recover"} {
-		t.Run(how, func(t *testing.T) {
-			b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
-			ctx := context.Background()
-			sb, err := b.Build(ctx, podConfig("mv"))
-			require.NoError(t, err)
-			o := b.Options()
-			durable := filepath.Join(o.StateDir, "journals", sb.ID)
-			data, err := os.ReadFile(durable)
-			require.NoError(t, err)
-			// The old copy: the records before those the move added.
-			var old []byte
-			for line := range bytes.Lines(data) {
-				if bytes.Contains(line, []byte(`"op":"cni-del"`)) {
-					break
-				}
-				old = append(old, line...)
-			}
-			require.NotEmpty(t, old)
-			require.Less(t, len(old), len(data))
-			volatile := filepath.Join(o.RunDir, "journals", sb.ID)
-			require.NoError(t, os.WriteFile(volatile, old, 0o600))
-
-			got, err := b.Load(sb.ID)
-			require.NoError(t, err)
-			assert.Equal(t, sandbox.StateBuilt, got.State, "Load reads the moved copy")
-			switch how {
-			case "destroy":
-				require.NoError(t, b.Destroy(ctx, sb.ID))
-			case "recover":
-				rep, err := b.Recover(ctx)
-				require.NoError(t, err)
-				assert.Contains(t, rep.Orphans, volatile)
-				assert.NoFileExists(t, volatile)
-				require.NoError(t, b.Destroy(ctx, sb.ID))
-			}
-			_, err = b.Load(sb.ID)
-			require.ErrorIs(t, err, sandbox.ErrNotFound)
-			assert.Empty(t, tree(t, b, h))
-			var detaches int
-			for _, op := range h.Ops() {
-				if op.Kind == "detach" {
-					detaches++
-				}
-			}
-			assert.Equal(t, 1, detaches)
-		})
-	}
-}
-
 // gatedNetwork calls attach before each Attach and gc for each GC.
 type gatedNetwork struct {
 	sandbox.Network
-	attach func(a *sandbox.Attachment)
+	attach func(a *sandbox.NetworkAttachment)
 	gc     func(valid []string)
 }
 
-func (n gatedNetwork) Attach(ctx context.Context, a *sandbox.Attachment) (*sandbox.AttachResult, error) {
+func (n gatedNetwork) Attach(ctx context.Context, a *sandbox.NetworkAttachment) ([]netip.Addr, error) {
 	n.attach(a)
 	return n.Network.Attach(ctx, a)
 }
 
-func (n gatedNetwork) GC(_ context.Context, valid []string) error {
+func (n gatedNetwork) GC(_ context.Context, _ string, valid []string) error {
 	n.gc(valid)
 	return nil
 }
@@ -323,27 +268,26 @@ func TestCollectNetworkIsNotStarvedByBuilds(t *testing.T) {
 	names := map[string]string{} // sandbox ID -> pod name
 	firstIn, release, secondAtNetwork := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	var b *sandbox.Builder
-	opts := sandbox.Options{
+	opts := beforeStep(sandbox.Options{
 		StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns"),
-		BeforeStep: func(_ context.Context, id string, s sandbox.Step) error {
-			if s != sandbox.StepNetwork {
-				return nil
-			}
-			sb, err := b.Load(id)
-			require.NoError(t, err)
-			mu.Lock()
-			names[id] = sb.Config.Metadata.Name
-			mu.Unlock()
-			if sb.Config.Metadata.Name == "second" {
-				close(secondAtNetwork)
-			}
+	}, func(_ context.Context, id string, s sandbox.Step) error {
+		if s != sandbox.StepNetwork {
 			return nil
-		},
-	}
+		}
+		sb, err := b.Find(id)
+		require.NoError(t, err)
+		mu.Lock()
+		names[id] = sb.Config.Metadata.Name
+		mu.Unlock()
+		if sb.Config.Metadata.Name == "second" {
+			close(secondAtNetwork)
+		}
+		return nil
+	})
 	require.NoError(t, h.Apply(&opts))
 	opts.Network = gatedNetwork{
 		Network: opts.Network,
-		attach: func(a *sandbox.Attachment) {
+		attach: func(a *sandbox.NetworkAttachment) {
 			mu.Lock()
 			name := names[a.SandboxID]
 			mu.Unlock()

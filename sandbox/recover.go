@@ -12,15 +12,17 @@ import (
 
 	"github.com/opencontainers/selinux/go-selinux"
 
+	"github.com/podsmith/podsmith/internal/boot"
 	"github.com/podsmith/podsmith/internal/journal"
+	"github.com/podsmith/podsmith/mounts"
 )
 
 // RecoverReport says what Recover cleaned up.
 type RecoverReport struct {
-	// Destroyed are the sandboxes whose unfinished Build or Destroy was
-	// undone.
+	// Destroyed are the sandboxes undone: unfinished Builds and Destroys,
+	// and sandboxes of an earlier boot.
 	Destroyed []string
-	// Orphans are name links, bundle dirs and netns pins that belonged to
+	// Orphans are name links, netns pins and bundle dirs that belonged to
 	// no sandbox, and were removed.
 	Orphans []string
 	// Busy are the sandboxes whose journal another held throughout: a
@@ -30,24 +32,20 @@ type RecoverReport struct {
 
 // Recover finishes what crashed Builds and Destroys left behind, as after a
 // crash or a reboot: it destroys every sandbox that is neither built nor
-// being built, and every sandbox whose Destroy did not finish; then it
-// removes name links, bundle dirs and netns pins that belong to no sandbox.
-// Built sandboxes are left alone (after a reboot their pause processes are
-// gone; the caller decides, and their Destroy still releases their
-// network). Call it when the node's runtime starts. It goes on after an
-// error and returns them all, joined.
+// being built, every sandbox whose Destroy did not finish, and every
+// sandbox of an earlier boot of the node (the reboot took its pause,
+// mounts and namespaces; what is left, as an address the network
+// allocated on disk, goes now); then it removes name links, netns pins and
+// bundle dirs that belong to no sandbox. Sandboxes built in this boot,
+// stopped or not, are left alone. Call it when the node's runtime starts.
+// It goes on after an error and returns them all, joined.
 func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 	rep := &RecoverReport{}
-	// Looked at afresh: Recover sweeps, and a claim seen at start-up may
-	// have gone since (a run dir emptied under a running process).
-	if err := b.claim(true, true); err != nil {
-		return rep, err
-	}
-	var errs []error
 	ids, err := b.ids()
 	if err != nil {
 		return rep, fmt.Errorf("sandbox: recover: %w", err)
 	}
+	var errs []error
 	for _, id := range ids {
 		destroyed, err := b.recoverOne(ctx, id)
 		switch {
@@ -60,28 +58,20 @@ func (b *Builder) Recover(ctx context.Context) (*RecoverReport, error) {
 		}
 	}
 	rep.Orphans, err = b.sweepOrphans()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	return rep, errors.Join(errs...)
+	return rep, errors.Join(append(errs, err)...)
 }
 
 // busyWait is how long Recover waits for a Build or Destroy in progress
-// before it leaves the sandbox alone (a Load's look at the lock is waited
-// out in any case; see journal.OpenKnown).
+// before it leaves the sandbox alone (a look at the lock is waited out in
+// any case).
 const busyWait = 20 * time.Millisecond
 
 // recoverOne decides about one sandbox under its journal's lock, hardly
 // waiting for it: a journal another holds is a Build or Destroy in
-// progress, and is left alone (ErrLocked); a built sandbox is the
-// caller's; anything else is undone.
+// progress, and is left alone (ErrLocked).
 func (b *Builder) recoverOne(ctx context.Context, id string) (bool, error) {
-	path := b.findJournal(id)
-	if path == "" {
-		return false, nil
-	}
 	wctx, cancel := context.WithTimeout(ctx, busyWait)
-	j, err := journal.OpenKnown(wctx, path, journal.Snapshot{})
+	j, err := journal.OpenKnown(wctx, b.journalPath(id), journal.Snapshot{})
 	cancel()
 	switch {
 	case journal.IsNotExist(err):
@@ -92,14 +82,16 @@ func (b *Builder) recoverOne(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	defer j.Close()
-	if cur := b.findJournal(id); cur != path {
-		return false, nil // it moved meanwhile: its builder is alive
+	if len(j.Records()) == 0 {
+		// Its first record never reached the disk (a power loss): what it
+		// would undo did not outlive the boot; the sweep takes the rest.
+		return true, j.Remove()
 	}
 	sb, err := b.fromRecords(id, j.Records(), false)
 	if err != nil {
 		return false, err
 	}
-	if sb.State == StateBuilt {
+	if (sb.State == StateBuilt || sb.State == StateStopped) && sb.boot == boot.ID() {
 		// A process restarted: hold the SELinux MCS pairs of the
 		// sandboxes that live on, so no new one gets the same.
 		if sb.Spec != nil && sb.Spec.Process != nil && sb.Spec.Process.SelinuxLabel != "" {
@@ -107,119 +99,73 @@ func (b *Builder) recoverOne(ctx context.Context, id string) (bool, error) {
 			if err := selinux.ReserveLabelV2(l); err != nil && !errors.Is(err, selinux.ErrMCSAlreadyExists) {
 				return false, err
 			}
-			b.holdLabel(l)
+			b.labels.hold(l)
 		}
 		return false, nil
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UndoTimeout)
 	defer cancel()
-	if err := b.destroyLocked(uctx, id, j); err != nil {
+	if err := b.destroyLocked(uctx, j); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
-// sweepOrphans removes what belongs to no sandbox. A Build makes its
-// journal before anything else and a Destroy removes it after everything
-// else, so a thing whose sandbox has no journal is an orphan, not a build
-// in progress.
+// sweepOrphans removes what belongs to no sandbox of this Builder (a Build
+// makes its journal first and a Destroy removes it last): name links,
+// netns pins with this Builder's tag, journal temp files whose maker died,
+// and bundle dirs of an earlier boot (a run dir may be shared with other
+// state dirs' Builders, whose live bundles have no journal here).
 func (b *Builder) sweepOrphans() ([]string, error) {
 	var removed []string
 	var errs []error
-	for _, names := range []string{filepath.Join(b.opts.RunDir, "names"), filepath.Join(b.opts.StateDir, "names")} {
-		ents, err := os.ReadDir(names)
+	sweep := func(dir string, orphan func(name, path string) bool, remove func(string) error) {
+		ents, err := os.ReadDir(dir)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
 			}
-			continue
-		}
-		for _, e := range ents {
-			link := filepath.Join(names, e.Name())
-			owner, err := os.Readlink(link)
-			if err != nil || b.alive(owner) {
-				continue
-			}
-			gone, err := removeLinkTo(link, owner)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if gone {
-				removed = append(removed, link)
-			}
-		}
-	}
-	// A journal left in the run dir by a crash while it moved to the state
-	// dir (the moved one is complete), and temporary files of a journal
-	// being created or moved when its process died.
-	for _, dir := range []string{filepath.Join(b.opts.RunDir, "journals"), filepath.Join(b.opts.StateDir, "journals")} {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
+			return
 		}
 		for _, e := range ents {
 			p := filepath.Join(dir, e.Name())
-			switch {
-			case journal.StaleTemp(dir, e.Name()):
-			case dir == filepath.Join(b.opts.RunDir, "journals") && isID(e.Name()):
-				if _, err := os.Lstat(b.durableJournal(e.Name())); err != nil {
-					continue
-				}
-				// Both copies: whoever holds one is its build; the stale one
-				// is unlocked.
-				if journal.Locked(p) {
-					continue
-				}
-			default:
+			if !orphan(e.Name(), p) {
 				continue
 			}
-			// Gone already: its own builder removed it (the end of a move).
-			if err := os.Remove(p); err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					errs = append(errs, err)
-				}
+			if err := remove(p); err != nil {
+				errs = append(errs, err)
 				continue
 			}
 			removed = append(removed, p)
 		}
 	}
-	bundles := filepath.Join(b.opts.RunDir, "sandboxes")
-	if ents, err := os.ReadDir(bundles); err == nil {
-		for _, e := range ents {
-			dir := filepath.Join(bundles, e.Name())
-			// A Destroy removes the bundle before the journal: one seen
-			// without a journal that is gone already was its, not a leak.
-			if !isID(e.Name()) || b.alive(e.Name()) || !exists(dir) {
-				continue
-			}
-			err := errors.Join(
-				b.opts.Mounter.Unmount(filepath.Join(dir, "rootfs")),
-				b.opts.Mounter.Unmount(filepath.Join(dir, "shm")),
-			)
-			if err == nil {
-				err = removeTree(dir)
-			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			removed = append(removed, dir)
-		}
+	noJournal := func(id string) bool {
+		_, err := os.Lstat(b.journalPath(id))
+		return isID(id) && errors.Is(err, fs.ErrNotExist)
 	}
-	if ents, err := os.ReadDir(b.opts.NetnsDir); err == nil {
-		for _, e := range ents {
-			id, ok := strings.CutPrefix(e.Name(), b.netnsName(""))
-			pin := filepath.Join(b.opts.NetnsDir, e.Name())
-			if !ok || !isID(id) || b.alive(id) || !exists(pin) {
-				continue // (as for bundles)
-			}
-			if err := b.opts.NetNS.Remove(pin); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			removed = append(removed, pin)
+	sweep(filepath.Join(b.opts.StateDir, "names"), func(_, link string) bool {
+		target, err := os.Readlink(link)
+		return err == nil && (linkID(target) == "" || noJournal(linkID(target)))
+	}, func(link string) error {
+		target, _ := os.Readlink(link)
+		gone, err := removeLinkTo(link, target)
+		if err == nil && !gone {
+			err = fmt.Errorf("%s changed while it was swept", link)
 		}
-	}
+		return err
+	})
+	journals := filepath.Join(b.opts.StateDir, "journals")
+	sweep(journals, func(name, _ string) bool { return journal.StaleTemp(journals, name) }, os.Remove)
+	sweep(b.opts.NetnsDir, func(name, _ string) bool {
+		id, ok := strings.CutPrefix(name, b.netnsName(""))
+		return ok && noJournal(id)
+	}, b.opts.Host.RemoveNetNS)
+	boot := boot.Time()
+	sweep(filepath.Join(b.opts.RunDir, "sandboxes"), func(id, dir string) bool {
+		st, err := os.Lstat(dir)
+		return err == nil && noJournal(id) && st.ModTime().Before(boot)
+	}, func(dir string) error {
+		return errors.Join(b.opts.Host.Unmount(filepath.Join(dir, "rootfs")), b.opts.Host.Unmount(filepath.Join(dir, "shm")), mounts.RemoveTree(dir))
+	})
 	return removed, errors.Join(errs...)
 }

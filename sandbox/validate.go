@@ -1,15 +1,17 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/podsmith/podsmith/dns"
+	"github.com/podsmith/podsmith/internal/quantity"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/spec"
 )
 
@@ -27,26 +29,53 @@ const (
 	// CRI-O has a limit, but no real pod publishes hundreds of host ports,
 	// and each costs about 30-50 ms in CNI's portmap plugin here (so 128
 	// take about 4 s; the 5000 of an attack took minutes).
-	maxPortMappings   = 128
-	ShmSizeAnnotation = "io.kubernetes.cri-o.ShmSize"
+	maxPortMappings = 128
 )
 
-// problems collects the problems of one config.
-type problems struct{ list []*Problem }
-
-func (p *problems) add(field, reason string, err error) {
-	p.list = append(p.list, &Problem{Field: field, Reason: reason, Err: err})
-}
-
-func (p *problems) addf(field, format string, args ...any) {
-	p.add(field, fmt.Sprintf(format, args...), nil)
-}
-
-func (p *problems) err() error {
-	if len(p.list) == 0 {
+// checkPod is the concern of what the pod says of itself: metadata, log
+// directory, labels and annotations, port mappings, resources. It adds
+// nothing to the spec.
+func checkPod(o Options) concern {
+	return func(p *plan, probs *problems) []spec.Opt {
+		cfg := p.Config
+		probs.metadata(cfg.Metadata)
+		probs.logDirectory(cfg.LogDirectory, o.StateDir, o.RunDir, o.NetnsDir)
+		probs.portMappings(cfg.PortMappings)
+		size := probs.keyValues("labels", cfg.Labels) + probs.keyValues("annotations", cfg.Annotations)
+		if size > maxMetadataSize {
+			probs.addf("annotations", "labels and annotations together are %d bytes, more than %d", size, maxMetadataSize)
+		}
+		for k := range cfg.Annotations {
+			if strings.HasPrefix(k, spec.AnnotationPrefix) {
+				probs.addf(fmt.Sprintf("annotations[%q]", truncate(k)), "the prefix %q is reserved for podsmith", spec.AnnotationPrefix)
+			}
+		}
+		// kubelet's bounds of the bandwidth annotations (the network's
+		// Prepare checks them again).
+		for _, k := range []string{"kubernetes.io/ingress-bandwidth", "kubernetes.io/egress-bandwidth"} {
+			if v, ok := cfg.Annotations[k]; ok {
+				n, err := quantity.Parse(v)
+				if err == nil && (n < 1e3 || n > 1e15) {
+					err = fmt.Errorf("%q: %d bits per second, not between 1k and 1P", truncate(v), n)
+				}
+				if err != nil {
+					probs.add(fmt.Sprintf("annotations[%q]", k), describe(err), err)
+				}
+			}
+		}
+		if l := cfg.Linux; l != nil {
+			for _, r := range []struct {
+				field string
+				res   *pod.Resources
+			}{{"linux.overhead", l.Overhead}, {"linux.resources", l.Resources}} {
+				if r.res != nil && (r.res.CPUShares < 0 || r.res.CPUQuota < -1 || r.res.CPUPeriod < 0 || r.res.MemoryLimitInBytes < 0 ||
+					r.res.OomScoreAdj < -1000 || r.res.OomScoreAdj > 1000) {
+					probs.addf(r.field, "negative or out-of-range values")
+				}
+			}
+		}
 		return nil
 	}
-	return &ConfigError{Problems: p.list}
 }
 
 // nameChars reports whether s is made of letters, digits, '-' and '.', and
@@ -62,7 +91,7 @@ func nameChars(s string) bool {
 	return s != ""
 }
 
-func (p *problems) metadata(m Metadata) {
+func (p *problems) metadata(m pod.Metadata) {
 	check := func(field, value string, max int) {
 		switch {
 		case value == "":
@@ -78,17 +107,10 @@ func (p *problems) metadata(m Metadata) {
 	check("metadata.uid", m.UID, maxUIDLen)
 }
 
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
-
 // logDirectory checks that dir is a clean absolute path none of whose
-// existing components is a symlink: a symlink could point the runtime's
-// log writes anywhere on the node.
-func (p *problems) logDirectory(dir string) {
+// existing components is a symlink (a symlink could point the runtime's
+// log writes anywhere on the node), outside the Builder's own dirs.
+func (p *problems) logDirectory(dir string, own ...string) {
 	const field = "log_directory"
 	switch {
 	case dir == "":
@@ -105,6 +127,11 @@ func (p *problems) logDirectory(dir string) {
 	case filepath.Clean(dir) != dir:
 		p.addf(field, "%q is not a clean path (%q)", truncate(dir), filepath.Clean(dir))
 		return
+	}
+	for _, d := range own {
+		if dir == d || strings.HasPrefix(dir, d+"/") {
+			p.addf(field, "%q is inside the Builder's own %s: logs must go elsewhere", truncate(dir), d)
+		}
 	}
 	prefix := "/"
 	for _, elem := range strings.Split(dir[1:], "/") {
@@ -129,32 +156,7 @@ func (p *problems) logDirectory(dir string) {
 	}
 }
 
-func (p *problems) dnsConfig(err error) {
-	var errs []error
-	if u, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = u.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	for _, e := range errs {
-		var ve *dns.ValidationError
-		if errors.As(e, &ve) {
-			field := "dns_config." + ve.Field
-			if ve.Index >= 0 {
-				field += "[" + strconv.Itoa(ve.Index) + "]"
-			}
-			reason := ve.Reason
-			if ve.Index >= 0 || ve.Value != "" {
-				reason = fmt.Sprintf("%q: %s", truncate(ve.Value), ve.Reason)
-			}
-			p.add(field, reason, ve)
-			continue
-		}
-		p.add("dns_config", e.Error(), e)
-	}
-}
-
-func (p *problems) portMappings(pms []PortMapping) {
+func (p *problems) portMappings(pms []pod.PortMapping) {
 	if len(pms) > maxPortMappings {
 		p.addf("port_mappings", "%d mappings, more than %d", len(pms), maxPortMappings)
 		return
@@ -164,7 +166,7 @@ func (p *problems) portMappings(pms []PortMapping) {
 	// mapping of the same protocol and port must not overlap the first,
 	// or one of them silently shadows the other.
 	type key struct {
-		proto Protocol
+		proto pod.Protocol
 		port  int32
 	}
 	type use struct {
@@ -174,7 +176,7 @@ func (p *problems) portMappings(pms []PortMapping) {
 	taken := map[key][]use{}
 	for i, pm := range pms {
 		field := fmt.Sprintf("port_mappings[%d]", i)
-		if pm.Protocol < ProtocolTCP || pm.Protocol > ProtocolSCTP {
+		if pm.Protocol < pod.ProtocolTCP || pm.Protocol > pod.ProtocolSCTP {
 			p.addf(field+".protocol", "%d is not TCP (0), UDP (1) or SCTP (2)", pm.Protocol)
 		}
 		if pm.ContainerPort < 1 || pm.ContainerPort > 65535 {
@@ -200,20 +202,15 @@ func (p *problems) portMappings(pms []PortMapping) {
 		k := key{pm.Protocol, pm.HostPort}
 		for _, u := range taken[k] {
 			if u.ip == "" || ip == "" || u.ip == ip {
-				p.addf(field+".host_port", "%s %d overlaps port_mappings[%d] (the same port, on %s)", pm.Protocol, pm.HostPort, u.index, overlapOn(u.ip, ip))
+				on := "every address"
+				if u.ip != "" && ip != "" {
+					on = ip
+				}
+				p.addf(field+".host_port", "%s %d overlaps port_mappings[%d] (the same port, on %s)", pm.Protocol, pm.HostPort, u.index, on)
 				break
 			}
 		}
 		taken[k] = append(taken[k], use{ip, i})
-	}
-}
-
-func overlapOn(a, b string) string {
-	switch {
-	case a == "" || b == "":
-		return "every address"
-	default:
-		return a
 	}
 }
 
@@ -243,30 +240,7 @@ func (p *problems) keyValues(field string, m map[string]string) int {
 	return size
 }
 
-// parseQuantity parses a byte size: an integer with an optional suffix
-// Ki, Mi, Gi, Ti (powers of 1024) or k, M, G, T (of 1000), as Kubernetes
-// quantities are written.
-func parseQuantity(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("not a size (an integer with an optional suffix Ki, Mi, Gi, Ti, k, M, G or T)")
-	}
-	if n > (1<<63-1)/mult {
-		return 0, fmt.Errorf("too large")
-	}
-	return n * mult, nil
-}
-
+// sysctls adds a problem for each sysctl NormalizeSysctls refused.
 func (p *problems) sysctls(field string, err error) {
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 		var se *spec.SysctlError
@@ -274,4 +248,47 @@ func (p *problems) sysctls(field string, err error) {
 			p.add(fmt.Sprintf("%s[%q]", field, truncate(se.Name)), se.Reason, se)
 		}
 	}
+}
+
+// describe says what is wrong, from a leaf package's typed error: its
+// reason (and the value it refused), without the package's prefix.
+func describe(err error) string {
+	var (
+		ve *dns.ValidationError
+		se *spec.SeccompError
+		qe *quantity.Error
+	)
+	switch {
+	case errors.As(err, &ve):
+		if ve.Index >= 0 || ve.Value != "" {
+			return fmt.Sprintf("%q: %s", truncate(ve.Value), ve.Reason)
+		}
+		return ve.Reason
+	case errors.As(err, &se):
+		msg := se.Reason
+		if se.Path != "" {
+			msg = se.Path + ": " + msg
+		}
+		if se.Err != nil {
+			msg += ": " + se.Err.Error()
+		}
+		return msg
+	case errors.As(err, &qe):
+		return fmt.Sprintf("%q: %s", truncate(qe.Value), qe.Reason)
+	}
+	return err.Error()
+}
+
+// jsonString is v in JSON, for an annotation: plain data, which cannot
+// fail to encode.
+func jsonString(v any) string {
+	out, _ := json.Marshal(v)
+	return string(out)
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }

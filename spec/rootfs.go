@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/internal/atomicfile"
+	"github.com/podsmith/podsmith/internal/flock"
 )
 
 // PauseBinaryName is the pause binary's path inside the rootfs.
@@ -116,7 +117,7 @@ func PreparePauseRootfs(dir string, opts PauseOptions) (*PauseRootfs, error) {
 	// One maker at a time (per node, once per pause binary): under the
 	// lock, a rootfs that is not whole can be replaced without pulling it
 	// from under a process that just made it.
-	unlock, err := lockDir(dir)
+	unlock, err := flock.Dir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spec: pause rootfs: %w", err)
 	}
@@ -242,19 +243,6 @@ func repair(root string, binary []byte) (err error) {
 func repairTemps(root string) []string {
 	tmps, _ := filepath.Glob(filepath.Join(root, ".pause.tmp-*"))
 	return tmps
-}
-
-// lockDir takes an exclusive flock on the directory dir.
-func lockDir(dir string) (func(), error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	return func() { f.Close() }, nil
 }
 
 // intact reports whether root is a whole pause rootfs for binary, with

@@ -43,9 +43,37 @@ func (e *SeccompError) Unwrap() error { return e.Err }
 func (e *SeccompError) Is(target error) bool { return target == ErrInvalid }
 
 // RuntimeDefaultProfile returns the RuntimeDefault seccomp profile:
-// runtime-tools' default profile (Docker's), computed once for the default
-// capability set. The profile is shared: do not modify it.
-func RuntimeDefaultProfile() *specs.LinuxSeccomp { return runtimeDefault() }
+// runtime-tools' default profile (Docker's), for the default capability
+// set. Each call returns a copy of its own.
+func RuntimeDefaultProfile() *specs.LinuxSeccomp { return CopySeccompProfile(runtimeDefault()) }
+
+// CopySeccompProfile returns a deep copy of p (nil for nil): a profile put
+// into several specs must be copied, or an edit of one spec's would edit
+// every other's.
+func CopySeccompProfile(p *specs.LinuxSeccomp) *specs.LinuxSeccomp {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.DefaultErrnoRet = clonePtr(p.DefaultErrnoRet)
+	c.Architectures = slices.Clone(p.Architectures)
+	c.Flags = slices.Clone(p.Flags)
+	c.Syscalls = slices.Clone(p.Syscalls)
+	for i, sc := range c.Syscalls {
+		c.Syscalls[i].Names = slices.Clone(sc.Names)
+		c.Syscalls[i].ErrnoRet = clonePtr(sc.ErrnoRet)
+		c.Syscalls[i].Args = slices.Clone(sc.Args)
+	}
+	return &c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
 
 var runtimeDefault = sync.OnceValue(func() *specs.LinuxSeccomp {
 	return seccomp.DefaultProfile(&specs.Spec{
@@ -86,8 +114,8 @@ var pauseSyscalls = []string{
 // the runtime's last steps before exec need. It is tighter than the
 // RuntimeDefault profile and much smaller, so the runtime compiles and
 // loads it faster. clone3 fails with ENOSYS so that a libc falls back to
-// clone. The profile is shared: do not modify it.
-func PauseProfile() *specs.LinuxSeccomp { return pauseProfile() }
+// clone. Each call returns a copy of its own.
+func PauseProfile() *specs.LinuxSeccomp { return CopySeccompProfile(pauseProfile()) }
 
 var pauseProfile = sync.OnceValue(func() *specs.LinuxSeccomp {
 	enosys := uint(38) // ENOSYS on every Linux architecture Go supports

@@ -21,7 +21,7 @@ func TestRuntimeDefaultProfile(t *testing.T) {
 	require.NotNil(t, p)
 	assert.Equal(t, specs.ActErrno, p.DefaultAction)
 	assert.NotEmpty(t, p.Syscalls)
-	assert.Same(t, p, RuntimeDefaultProfile(), "computed once")
+	assert.Equal(t, p, RuntimeDefaultProfile())
 	require.NoError(t, ValidateSeccompProfile(p))
 }
 
@@ -172,4 +172,19 @@ func FuzzParseSeccompProfile(f *testing.F) {
 			t.Fatalf("round trip changed the profile:\n%s\n%s", again, a)
 		}
 	})
+}
+
+// Every call hands out a profile of its own: an edit of one is an edit of
+// no other.
+func TestProfilesAreCopies(t *testing.T) {
+	for name, get := range map[string]func() *specs.LinuxSeccomp{"RuntimeDefault": RuntimeDefaultProfile, "Pause": PauseProfile} {
+		a, b := get(), get()
+		require.Equal(t, a, b, name)
+		require.NotSame(t, a, b, name)
+		a.Syscalls[0].Names[0] = "edited"
+		a.Architectures[0] = "edited"
+		a.Syscalls = nil
+		assert.Equal(t, b, get(), name)
+	}
+	assert.Nil(t, CopySeccompProfile(nil))
 }

@@ -178,7 +178,7 @@ func TestOptions(t *testing.T) {
 			assert.Equal(t, "system_u:system_r:container_t:s0:c1,c2", s.Process.SelinuxLabel)
 			assert.Equal(t, "system_u:object_r:container_file_t:s0:c1,c2", s.Linux.MountLabel)
 		}},
-		{"seccomp", WithSeccomp(PauseProfile()), func(t *testing.T, s *Spec) { assert.Same(t, PauseProfile(), s.Linux.Seccomp) }},
+		{"seccomp", WithSeccomp(PauseProfile()), func(t *testing.T, s *Spec) { assert.Equal(t, PauseProfile(), s.Linux.Seccomp) }},
 		{"privileged", Compose(WithSeccomp(PauseProfile()), WithSELinuxLabels("p", "m"), WithPrivileged([]string{"CAP_SYS_ADMIN", "CAP_KILL"})), func(t *testing.T, s *Spec) {
 			assert.Equal(t, []string{"CAP_SYS_ADMIN", "CAP_KILL"}, s.Process.Capabilities.Bounding)
 			assert.Nil(t, s.Linux.Seccomp)

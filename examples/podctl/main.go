@@ -48,6 +48,7 @@ import (
 	"github.com/podsmith/podsmith/cgroups"
 	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/oci"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/spec"
 )
@@ -205,7 +206,6 @@ func (c *cli) builder(runtime int) (*sandbox.Builder, error) {
 	network, err := cni.New(cni.Options{
 		ConfDir:       c.g.cniConfDir,
 		BinDirs:       strings.Split(c.g.cniBinDir, ","),
-		CacheDir:      filepath.Join(c.g.root, "cni"),
 		AllowNoConfig: true,
 		AddTimeout:    c.g.cniTimeout,
 	})
@@ -268,21 +268,21 @@ func parse(fs *flag.FlagSet, args []string, what string) (string, error) {
 
 // podConfig parses a command's flags and its one argument, a pod config
 // file ("-": standard input), and returns the file's name and config.
-func (c *cli) podConfig(fs *flag.FlagSet, args []string) (string, *sandbox.Config, error) {
+func (c *cli) podConfig(fs *flag.FlagSet, args []string) (string, *pod.Config, error) {
 	path, err := parse(fs, args, "pod config file")
 	if err != nil {
 		return "", nil, err
 	}
 	if path != "-" {
-		cfg, err := sandbox.LoadConfig(path)
+		cfg, err := pod.Load(path)
 		return path, cfg, err
 	}
-	data, err := io.ReadAll(io.LimitReader(c.stdin, sandbox.MaxConfigSize+1))
+	data, err := io.ReadAll(io.LimitReader(c.stdin, pod.MaxSize+1))
 	if err != nil {
 		return "", nil, fmt.Errorf("standard input: %w", err)
 	}
-	cfg, err := sandbox.DecodeConfig(data)
-	var de *sandbox.DecodeError
+	cfg, err := pod.Decode(data)
+	var de *pod.DecodeError
 	if errors.As(err, &de) {
 		de.File = "(standard input)"
 	}
@@ -361,18 +361,36 @@ func (c *cli) plan(args []string) error {
 	return enc.Encode(p.Spec)
 }
 
-// find returns the sandbox named by ref (an ID, a unique ID prefix or a
-// name).
+// find returns the sandbox named by ref: an ID, a name, or a prefix of an
+// ID that only one sandbox has (podctl's convenience, as crictl's).
 func (c *cli) find(ref string, runtime int) (*sandbox.Sandbox, error) {
 	b, err := c.builder(runtime)
 	if err != nil {
 		return nil, err
 	}
 	sb, err := b.Find(ref)
-	if errors.Is(err, sandbox.ErrNotFound) {
-		return nil, &missingError{ref: ref, err: err}
+	if !errors.Is(err, sandbox.ErrNotFound) {
+		return sb, err
 	}
-	return sb, err
+	if ref != "" && len(ref) < 64 && strings.Trim(ref, "0123456789abcdef") == "" {
+		list, lerr := b.List()
+		if lerr != nil {
+			return nil, lerr
+		}
+		var match *sandbox.Sandbox
+		for _, s := range list {
+			if strings.HasPrefix(s.ID, ref) {
+				if match != nil {
+					return nil, fmt.Errorf("%q matches more than one sandbox", ref)
+				}
+				match = s
+			}
+		}
+		if match != nil {
+			return match, nil
+		}
+	}
+	return nil, &missingError{ref: ref, err: err}
 }
 
 // missingError is a reference to a sandbox that is not there.
@@ -395,7 +413,7 @@ func truncate(s string) string {
 type view struct {
 	ID          string            `json:"id"`
 	Name        string            `json:"name"`
-	Metadata    sandbox.Metadata  `json:"metadata"`
+	Metadata    pod.Metadata      `json:"metadata"`
 	State       string            `json:"state"`
 	Error       string            `json:"error,omitempty"`
 	Created     time.Time         `json:"created"`
@@ -450,6 +468,8 @@ func (c *cli) view(sb *sandbox.Sandbox) view {
 		if st, err := sb.PauseState(context.Background()); err == nil && st.Status == specs.StateRunning {
 			v.State, v.PausePID, v.MonitorPID = stateReady, st.Pid, parentPID(st.Pid)
 		}
+	case sandbox.StateStopped: // stopped, or of an earlier boot
+		v.State = stateNotReady
 	case sandbox.StateBuilding:
 		v.State = stateBuilding
 	default:

@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podsmith/podsmith/internal/testutil"
-	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/pod"
 )
 
 // podctlBin is podctl built once for the black-box tests.
@@ -85,11 +85,10 @@ func newEnv(t *testing.T, runtime string) *env {
 		}
 	}
 	t.Cleanup(func() { assert.NoError(t, testutil.RemoveCgroup(e.cgroupParent, e.cgroupParent)) })
-	// podctl's base directories, the network lock files and the two dirs'
-	// claims on each other stay (they are the node's, not a pod's);
-	// anything else left under root is a leak.
+	// podctl's base directories and the network lock files stay (they are
+	// the node's, not a pod's); anything else left under root is a leak.
 	var skeleton []string
-	for _, d := range []string{"state", "state/journals", "state/names", "state/cni", "state/cni/results", "run", "run/journals", "run/names",
+	for _, d := range []string{"state", "state/journals", "state/names", "state/network", "state/network/results", "run",
 		"run/sandboxes", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
 		skeleton = append(skeleton, filepath.Join(root, d))
 	}
@@ -98,7 +97,6 @@ func newEnv(t *testing.T, runtime string) *env {
 		NetnsDir:     filepath.Join(root, "netns"),
 		CgroupParent: e.cgroupParent,
 		Ignore: []string{filepath.Join(root, "state", "pause"),
-			filepath.Join(root, "run", "state-dir"), filepath.Join(root, "state", "run-dir"),
 			filepath.Join(root, "state", "network.lock"), filepath.Join(root, "state", "network.gate")},
 		Skeleton: skeleton,
 	})
@@ -457,21 +455,21 @@ func alive(pid int) bool {
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
-func readSample(t *testing.T, path string) *sandbox.Config {
+func readSample(t *testing.T, path string) *pod.Config {
 	t.Helper()
-	cfg, err := sandbox.LoadConfig(path)
+	cfg, err := pod.Load(path)
 	require.NoError(t, err)
 	return cfg
 }
 
-func labels(c *sandbox.Config) map[string]string {
+func labels(c *pod.Config) map[string]string {
 	if c.Labels == nil {
 		return map[string]string{}
 	}
 	return c.Labels
 }
 
-func sysctls(c *sandbox.Config) map[string]string {
+func sysctls(c *pod.Config) map[string]string {
 	if c.Linux == nil {
 		return nil
 	}

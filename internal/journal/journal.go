@@ -1,5 +1,6 @@
-// Package journal is the write-ahead log of one sandbox: an append-only
-// file of JSON records, one a line, under an exclusive lock.
+// Package journal is the write-ahead log of one sandbox: a file of JSON
+// records, one a line, each written after the last, under an exclusive
+// lock.
 //
 // The sandbox Builder appends an undo record before each change it makes
 // to the host, so that whatever happens next (an error, a cancelled
@@ -15,17 +16,22 @@
 // A write that fails is cut off again, so a later record never lands on
 // half a line.
 //
+// A new journal ends in Reserve NUL bytes, written with its first records:
+// room on disk that later records overwrite, so that a disk filled after a
+// Build cannot stop its Destroy from recording what it does. Readers stop
+// at the first NUL. (The file system reserves the room at that write, as
+// fallocate would, but without fallocate's block allocation, which costs
+// more than the rest of a journal's life together on ext4.)
+//
 // The lock is flock(2) on the journal file: it excludes other processes and
 // other open files in this process, so a Destroy waits for a Build of the
 // same sandbox to finish. A journal is born locked and complete: Create
 // writes the first records into a locked temporary file and links it into
 // place, so nobody ever sees an empty or unlocked new journal.
 //
-// A journal can move (MoveTo): a sandbox's journal starts on a tmpfs,
-// where writing it costs next to nothing, and moves to persistent storage
-// the moment it must record something that outlives a reboot. Open
-// notices a journal that moved (or was removed) while it waited for the
-// lock and returns ErrGone, so the caller looks it up again.
+// A journal has one home from its creation to its removal. Open notices a
+// journal that was removed while it waited for the lock and says it does
+// not exist.
 package journal
 
 import (
@@ -49,6 +55,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/internal/atomicfile"
+	"github.com/podsmith/podsmith/internal/flock"
 )
 
 // Record is one line of a journal. Seq is set by Append. The other fields
@@ -64,10 +71,11 @@ type Record struct {
 
 // Journal is an open, locked journal.
 type Journal struct {
-	f       *os.File // open for appending; holds the lock
+	f       *os.File // holds the lock
 	path    string
 	records []Record
-	size    int64 // bytes of complete records
+	size    int64 // bytes of complete records: the next one goes here
+	room    int64 // the file's length: NULs from size to room are reserve
 	synced  bool  // the directory entry has been fsynced
 	broken  error // a failed write could not be cut off
 }
@@ -76,9 +84,6 @@ var (
 	// ErrCorrupt is returned for a journal whose content cannot be read
 	// back.
 	ErrCorrupt = errors.New("journal: corrupt")
-	// ErrGone is returned by Open for a journal that was moved or removed
-	// while Open waited for its lock. It matches fs.ErrNotExist.
-	ErrGone = fmt.Errorf("journal: moved or removed: %w", fs.ErrNotExist)
 	// ErrLocked says another holds a journal's lock (for callers that
 	// would not wait for it, as the sandbox package's Recover).
 	ErrLocked = errors.New("journal: locked")
@@ -115,17 +120,14 @@ func writeLocked(dir string, data []byte, sync bool) (f *os.File, tmp string, er
 	}
 	if errors.Is(err, errors.ErrUnsupported) {
 		tmp = tempName(dir)
-		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
 	}
 	if err != nil {
 		return nil, "", err
 	}
 	err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
 	if err == nil {
-		err = reserve(f, int64(len(data))+Reserve)
-	}
-	if err == nil {
-		_, err = f.Write(data)
+		_, err = f.Write(append(data, make([]byte, Reserve)...))
 	}
 	if err == nil && sync {
 		err = f.Sync()
@@ -140,8 +142,8 @@ func writeLocked(dir string, data []byte, sync bool) (f *os.File, tmp string, er
 	return f, tmp, nil
 }
 
-// Reserve is the room a new journal gets on disk beyond its first records
-// (see reserve): enough for a teardown's records, so a Destroy on a full
+// Reserve is the room a new journal gets on disk beyond its first records,
+// as NUL bytes: enough for a teardown's records, so a Destroy on a full
 // disk can still write them. Creating a journal on a disk without it
 // fails, before anything else is done.
 const Reserve = 8 << 10
@@ -238,7 +240,7 @@ func Create(path string, first ...Record) (*Journal, error) {
 		f.Close()
 		return nil, fmt.Errorf("journal: create: %w", err)
 	}
-	return &Journal{f: f, path: path, records: records, size: int64(len(data))}, nil
+	return &Journal{f: f, path: path, records: records, size: int64(len(data)), room: int64(len(data)) + Reserve}, nil
 }
 
 // Open opens and locks an existing journal, waiting for the lock, and
@@ -262,9 +264,9 @@ func (j *Journal) Snapshot() Snapshot {
 }
 
 // OpenKnown is Open for a journal whose content the caller may already
-// know: if the file at path is still the one in known, of the same size,
-// its records are taken from known instead of being read and decoded
-// again. It waits for the lock until ctx is done.
+// know: if the file at path is still the one in known, with nothing
+// written after known's records, they are taken from known instead of
+// being read and decoded again. It waits for the lock until ctx is done.
 func OpenKnown(ctx context.Context, path string, known Snapshot) (*Journal, error) {
 	f, err := openFile(path)
 	if err != nil {
@@ -278,64 +280,27 @@ func OpenKnown(ctx context.Context, path string, known Snapshot) (*Journal, erro
 }
 
 func openFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|unix.O_CLOEXEC, 0)
+	// A raw open: os.OpenFile would try (and fail) to register a regular
+	// file with the poller, four system calls on every Destroy's path.
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("journal: open: %w", err)
+		return nil, fmt.Errorf("journal: open: %w", &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	return f, nil
+	return os.NewFile(uintptr(fd), path), nil
 }
 
-// lockContext takes f's exclusive lock, waiting (with growing pauses:
-// flock cannot be interrupted) until ctx is done. ctx ends the wait for a
-// Build or Destroy, which hold the lock exclusively; a look at the lock
-// (Locked, which holds it shared for an instant) is waited out up to
-// lookWait even after ctx is done, so that a cleanup on a finished context
-// does not fail for it.
+// lockContext takes f's exclusive lock, waiting until ctx is done. ctx
+// ends the wait for a Build or Destroy, which hold the lock exclusively; a
+// look at the lock (Locked, which holds it shared for an instant) is
+// waited out up to lookWait even after ctx is done, so that a cleanup on a
+// finished context does not fail for it.
 func lockContext(ctx context.Context, f *os.File) error {
-	fd := int(f.Fd())
-	wait := 200 * time.Microsecond
-	var lookEnd time.Time
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			return err
-		}
-		if afterBusy != nil {
-			afterBusy()
-		}
-		if ctx.Err() != nil {
-			if lookEnd.IsZero() {
-				lookEnd = time.Now().Add(lookWait)
-			}
-			if time.Now().After(lookEnd) || !onlyLooked(fd) {
-				return ctx.Err()
-			}
-			time.Sleep(wait)
-			continue
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		wait = min(2*wait, 50*time.Millisecond)
-	}
+	return flock.Lock(ctx, int(f.Fd()), unix.LOCK_EX, lookWait, afterBusy)
 }
 
 // lookWait bounds the wait for looks at a lock once the caller's context
 // is done.
 const lookWait = time.Second
-
-// onlyLooked reports whether the lock that stopped an exclusive flock on
-// fd is held only shared: by looks (Locked), not by a Build or Destroy.
-func onlyLooked(fd int) bool {
-	if unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) != nil {
-		return false
-	}
-	_ = unix.Flock(fd, unix.LOCK_UN)
-	return true
-}
 
 // afterBusy, if set, runs after each attempt at a lock another holds (for
 // tests).
@@ -343,30 +308,40 @@ var afterBusy func()
 
 // finishOpen reads a locked journal (or takes known's records).
 func finishOpen(f *os.File, path string, known Snapshot) (*Journal, error) {
-	// The holder of the lock may have moved or removed the file meanwhile:
-	// then the file held here is not the journal any more.
+	// The holder of the lock may have removed the file meanwhile: then the
+	// file held here is not the journal any more.
 	st, err := f.Stat()
 	if err != nil || !samePath(st, path) {
 		f.Close()
-		return nil, fmt.Errorf("journal: %s: %w", path, ErrGone)
+		return nil, fmt.Errorf("journal: %s was removed: %w", path, fs.ErrNotExist)
 	}
-	if known.Path == path && known.Records != nil && st.Size() == known.Size {
-		return &Journal{f: f, path: path, records: slices.Clone(known.Records), size: known.Size}, nil
+	if known.Path == path && known.Records != nil && endsAt(f, known.Size) {
+		return &Journal{f: f, path: path, records: slices.Clone(known.Records), size: known.Size, room: max(st.Size(), known.Size)}, nil
 	}
-	records, size, err := parse(f)
+	records, size, torn, err := parse(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("journal: %s: %w", path, err)
 	}
+	room := st.Size()
 	// Cut a torn last line off, so the next record starts a line of its
 	// own instead of completing the torn one into garbage.
-	if st.Size() > size {
+	if torn {
 		if err := f.Truncate(size); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("journal: %s: %w", path, err)
 		}
+		room = size
 	}
-	return &Journal{f: f, path: path, records: records, size: size}, nil
+	return &Journal{f: f, path: path, records: records, size: size, room: room}, nil
+}
+
+// endsAt reports whether f's records end at size: nothing follows but its
+// reserve.
+func endsAt(f *os.File, size int64) bool {
+	var b [1]byte
+	n, err := f.ReadAt(b[:], size)
+	return n == 0 && errors.Is(err, io.EOF) || n == 1 && b[0] == 0
 }
 
 // Read reads the records of a journal without locking it: a snapshot for
@@ -377,7 +352,7 @@ func Read(path string) ([]Record, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	defer f.Close()
-	records, _, err := parse(f)
+	records, _, _, err := parse(f)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %s: %w", path, err)
 	}
@@ -386,28 +361,29 @@ func Read(path string) ([]Record, error) {
 
 // Locked reports whether another holds the journal's lock (a Build or a
 // Destroy in progress). A journal that is gone is not locked.
-func Locked(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
-}
+func Locked(path string) bool { return flock.Held(path) }
 
-// parse reads the records, and returns the size of the complete lines.
-func parse(r io.Reader) ([]Record, int64, error) {
+// parse reads the records, and returns the size of the complete lines
+// and whether anything but NULs follows them (torn).
+func parse(r io.Reader) (records []Record, size int64, torn bool, err error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
+	}
+	// The records end at the first NUL: the reserve, or (after a power
+	// loss) a block of later records never written back, which were not
+	// fsynced, so they are about nothing a reboot leaves.
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		torn = len(bytes.Trim(data[i:], "\x00")) > 0
+		data = data[:i]
 	}
 	// A write cut short by a crash leaves a last line without its newline:
 	// that record's change was never made (records come first), so drop it.
 	if i := bytes.LastIndexByte(data, '\n'); i+1 < len(data) {
 		data = data[:i+1]
+		torn = true
 	}
-	size := int64(len(data))
-	var records []Record
+	size = int64(len(data))
 	for line := range bytes.Lines(data) {
 		line = bytes.TrimSuffix(line, []byte("\n"))
 		if len(line) == 0 {
@@ -415,14 +391,14 @@ func parse(r io.Reader) ([]Record, int64, error) {
 		}
 		var rec Record
 		if err := json.Unmarshal(line, &rec); err != nil {
-			return nil, 0, fmt.Errorf("%w: record %d: %v", ErrCorrupt, len(records)+1, err)
+			return nil, 0, false, fmt.Errorf("%w: record %d: %v", ErrCorrupt, len(records)+1, err)
 		}
 		if rec.Seq != len(records)+1 {
-			return nil, 0, fmt.Errorf("%w: record %d has seq %d", ErrCorrupt, len(records)+1, rec.Seq)
+			return nil, 0, false, fmt.Errorf("%w: record %d has seq %d", ErrCorrupt, len(records)+1, rec.Seq)
 		}
 		records = append(records, rec)
 	}
-	return records, size, nil
+	return records, size, torn, nil
 }
 
 // Records returns the records read or appended so far.
@@ -452,13 +428,12 @@ func (j *Journal) AppendAll(rs []Record, durable bool) ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := j.f.Write(b); err != nil {
-		if terr := j.f.Truncate(j.size); terr != nil {
-			j.broken = terr
-		}
+	if _, err := j.f.WriteAt(b, j.size); err != nil {
+		j.cut(int64(len(b)))
 		return recs, fmt.Errorf("journal: append to %s: %w", j.path, err)
 	}
 	j.size += int64(len(b))
+	j.room = max(j.room, j.size)
 	j.records = append(j.records, recs...)
 	if durable {
 		if err := j.f.Sync(); err != nil {
@@ -474,53 +449,19 @@ func (j *Journal) AppendAll(rs []Record, durable bool) ([]Record, error) {
 	return recs, nil
 }
 
-// MoveTo moves the journal to path, durably, appending the extra records
-// on the way: the records go to a locked temporary file in path's
-// directory, fsynced and renamed into place, the directory fsynced (two
-// fsyncs, however many records); then the old file is removed and appends
-// go to the new one. Whoever waited for the old file's lock gets ErrGone
-// from Open and finds the new one (locked until this journal is closed).
-// On failure the journal stays where it was, and nothing is left at path.
-func (j *Journal) MoveTo(path string, extra ...Record) error {
-	all := append(slices.Clone(j.records), extra...)
-	records, data, err := encode(all, 1)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(path)
-	f, tmp, err := writeLocked(dir, data, true)
-	if err != nil {
-		return fmt.Errorf("journal: move to %s: %w", path, err)
-	}
-	if tmp == "" {
-		// Named (locked and complete) under a temporary name, then renamed
-		// over whatever a crash may have left at path.
-		tmp = tempName(dir)
-		if err := linkAnonymous(f, tmp); err != nil {
-			f.Close()
-			return fmt.Errorf("journal: move to %s: %w", path, err)
+// cut undoes a failed write of n bytes at j.size: NULs again over the
+// reserve it overwrote (which needs no new room on disk), and the file cut
+// back to its length.
+func (j *Journal) cut(n int64) {
+	if end := min(j.size+n, j.room); end > j.size {
+		if _, err := j.f.WriteAt(make([]byte, end-j.size), j.size); err != nil {
+			j.broken = err
+			return
 		}
 	}
-	// On failure the new file is removed before it is closed: unlocked,
-	// it would be a whole journal that another process could take up.
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		f.Close()
-		return fmt.Errorf("journal: move to %s: %w", path, err)
+	if err := j.f.Truncate(j.room); err != nil {
+		j.broken = err
 	}
-	if err := atomicfile.SyncDir(dir); err != nil {
-		os.Remove(path)
-		f.Close()
-		return fmt.Errorf("journal: move to %s: %w", path, err)
-	}
-	old, oldPath := j.f, j.path
-	j.f, j.path, j.records, j.size, j.synced = f, path, records, int64(len(data)), true
-	// The move is done once the new file is in place. Should the old one
-	// fail to go, it is a stale copy, unlocked, that the sandbox package
-	// removes (Recover's sweep, the end of a Destroy): the moved one wins.
-	_ = os.Remove(oldPath)
-	old.Close()
-	return nil
 }
 
 // samePath reports whether path still names the file st describes.

@@ -107,7 +107,7 @@ func TestNewJournalHasNoNameUntilLocked(t *testing.T) {
 	assert.True(t, Locked(p), "named already locked")
 	data, err := os.ReadFile(p)
 	require.NoError(t, err)
-	assert.Equal(t, "{}\n", string(data))
+	assert.Equal(t, "{}\n"+strings.Repeat("\x00", Reserve), string(data), "the records, then the reserve")
 	// A name that exists is not replaced.
 	f2, tmp2, err := writeLocked(dir, []byte("{}\n"), false)
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +66,56 @@ func TestTornLastLineIsDropped(t *testing.T) {
 	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "c"}}, recs)
 }
 
+// Records end at the first NUL: the reserve, or a block of records a power
+// loss kept from the disk. What follows a hole is dropped, and the next
+// record goes right after the last one read.
+func TestRecordsEndAtTheFirstNUL(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	hole := string(make([]byte, 100))
+	require.NoError(t, os.WriteFile(p, []byte(`{"seq":1,"op":"a"}`+"\n"+hole+`{"seq":3,"op":"c"}`+"\n"+hole), 0o600))
+	recs, err := Read(p)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}}, recs)
+
+	j, err := Open(p)
+	require.NoError(t, err)
+	r, err := j.Append(Record{Op: "b"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, 2, r.Seq)
+	require.NoError(t, j.Close())
+	recs, err = Read(p)
+	require.NoError(t, err)
+	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "b"}}, recs)
+}
+
+// Records overwrite the reserve: a journal does not grow until it is used
+// up.
+func TestRecordsFillTheReserve(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal")
+	j, err := Create(p, Record{Op: "begin"})
+	require.NoError(t, err)
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	size := st.Size()
+	assert.Greater(t, size, int64(Reserve))
+	_, err = j.Append(Record{Op: "a", Path: strings.Repeat("p", 100)}, true)
+	require.NoError(t, err)
+	st, err = os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, size, st.Size())
+	for range Reserve / 100 {
+		_, err = j.Append(Record{Op: "a", Path: strings.Repeat("p", 100)}, false)
+		require.NoError(t, err)
+	}
+	st, err = os.Stat(p)
+	require.NoError(t, err)
+	assert.Greater(t, st.Size(), size)
+	require.NoError(t, j.Close())
+	recs, err := Read(p)
+	require.NoError(t, err)
+	assert.Len(t, recs, 2+Reserve/100)
+}
+
 func TestOpenKnown(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "journal")
 	j, err := Create(p)
@@ -97,56 +148,6 @@ func TestOpenKnown(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, j.Records(), 2)
 	require.NoError(t, j.Close())
-}
-
-func TestMoveTo(t *testing.T) {
-	dir := t.TempDir()
-	from, to := filepath.Join(dir, "volatile"), filepath.Join(dir, "durable")
-	j, err := Create(from)
-	require.NoError(t, err)
-	_, err = j.Append(Record{Op: "a"}, false)
-	require.NoError(t, err)
-
-	waiter, err := os.Open(from)
-	require.NoError(t, err)
-	defer waiter.Close()
-
-	require.NoError(t, j.MoveTo(to, Record{Op: "moved", Path: "/x"}))
-	assert.NoFileExists(t, from)
-	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "moved", Path: "/x"}}, j.Records(), "extra records appended")
-	assert.Equal(t, to, j.Path())
-	_, err = j.Append(Record{Op: "b"}, true)
-	require.NoError(t, err)
-
-	// The lock moved with the journal.
-	other, err := os.Open(to)
-	require.NoError(t, err)
-	defer other.Close()
-	require.ErrorIs(t, unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
-	// Whoever opened the old file gets its lock, but Open says it is gone.
-	require.NoError(t, unix.Flock(int(waiter.Fd()), unix.LOCK_EX|unix.LOCK_NB))
-	_, err = Open(from)
-	require.ErrorIs(t, err, fs.ErrNotExist)
-	require.NoError(t, j.Close())
-
-	recs, err := Read(to)
-	require.NoError(t, err)
-	assert.Equal(t, []Record{{Seq: 1, Op: "a"}, {Seq: 2, Op: "moved", Path: "/x"}, {Seq: 3, Op: "b"}}, recs)
-	ents, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	assert.Len(t, ents, 1, "no temp file left")
-
-	// Moving into a directory that does not exist fails and keeps the
-	// journal where it was.
-	j, err = Open(to)
-	require.NoError(t, err)
-	require.Error(t, j.MoveTo(filepath.Join(dir, "none", "x")))
-	assert.Equal(t, to, j.Path())
-	_, err = j.Append(Record{Op: "c"}, false)
-	require.NoError(t, err)
-	require.NoError(t, j.Remove())
-	require.NoError(t, j.Close())
-	assert.NoFileExists(t, to)
 }
 
 func TestOpenGoneWhileWaiting(t *testing.T) {
@@ -291,52 +292,6 @@ func TestOpenOnADoneContextWaitsOutALook(t *testing.T) {
 	assert.Equal(t, 1, tries)
 }
 
-// A move whose rename fails (a directory in the way) leaves the journal
-// where it was, usable, and no file behind; with O_TMPFILE and without.
-func TestMoveToFailedRename(t *testing.T) {
-	for _, named := range []bool{false, true} {
-		t.Run(fmt.Sprintf("named temp %v", named), func(t *testing.T) {
-			forceNamedTemp = named
-			t.Cleanup(func() { forceNamedTemp = false })
-			dir := t.TempDir()
-			from, to := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-			require.NoError(t, os.MkdirAll(filepath.Join(to, "x"), 0o700))
-			j, err := Create(from, Record{Op: "begin"})
-			require.NoError(t, err)
-			defer j.Close()
-			require.Error(t, j.MoveTo(to, Record{Op: "moved"}))
-			assert.Equal(t, from, j.Path())
-			_, err = j.Append(Record{Op: "after"}, false)
-			require.NoError(t, err)
-			recs, err := Read(from)
-			require.NoError(t, err)
-			assert.Equal(t, []Record{{Seq: 1, Op: "begin"}, {Seq: 2, Op: "after"}}, recs)
-			ents, err := os.ReadDir(dir)
-			require.NoError(t, err)
-			assert.Len(t, ents, 2, "a and the directory b, no temporary file")
-		})
-	}
-}
-
-// A move whose old copy will not go is still a move: the new file is the
-// journal, and the old one is left for the sandbox package to sweep.
-func TestMoveToKeepsGoingWhenTheOldCopyStays(t *testing.T) {
-	dir := t.TempDir()
-	from, to := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	j, err := Create(from, Record{Op: "begin"})
-	require.NoError(t, err)
-	defer j.Close()
-	// Something the remove cannot take in the old file's place.
-	require.NoError(t, os.Rename(from, filepath.Join(dir, "aside")))
-	require.NoError(t, os.MkdirAll(filepath.Join(from, "x"), 0o700))
-	require.NoError(t, j.MoveTo(to, Record{Op: "moved"}))
-	assert.Equal(t, to, j.Path())
-	_, err = j.Append(Record{Op: "after"}, true)
-	require.NoError(t, err)
-	assert.True(t, Locked(to))
-	assert.DirExists(t, from)
-}
-
 func TestStaleTemp(t *testing.T) {
 	dir := t.TempDir()
 	// A process that is gone.
@@ -371,26 +326,25 @@ func TestStaleTemp(t *testing.T) {
 	assert.False(t, StaleTemp(dir, fmt.Sprintf(".journal-%d-%d-2222abcd0123abcd.tmp", ns, dead)), "not there")
 }
 
-// On a file system without O_TMPFILE, Create and MoveTo go through named
+// On a file system without O_TMPFILE, Create goes through named
 // temporary files, which they leave behind neither on success nor on
 // failure, and which StaleTemp never takes while their maker lives.
 func TestNamedTempFallback(t *testing.T) {
 	forceNamedTemp = true
 	t.Cleanup(func() { forceNamedTemp = false })
 	dir := t.TempDir()
-	from, to := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	from := filepath.Join(dir, "a")
 	j, err := Create(from, Record{Op: "begin"})
 	require.NoError(t, err)
 	assert.True(t, Locked(from))
 	_, err = Create(from)
 	require.ErrorIs(t, err, fs.ErrExist)
-	require.NoError(t, j.MoveTo(to, Record{Op: "moved"}))
-	assert.True(t, Locked(to))
-	require.Error(t, j.MoveTo(filepath.Join(dir, "none", "c")))
+	_, err = Create(filepath.Join(dir, "none", "c"))
+	require.Error(t, err)
 	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, ents, 1, "no temporary file left")
-	assert.Equal(t, "b", ents[0].Name())
+	assert.Equal(t, "a", ents[0].Name())
 	require.NoError(t, j.Close())
 
 	f, tmp, err := writeLocked(dir, []byte("{}\n"), false)

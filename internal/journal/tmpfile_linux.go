@@ -14,7 +14,7 @@ import (
 // other process ever sees it unlocked or half written. ErrUnsupported if
 // the file system cannot (then a named temporary file is used).
 func openAnonymous(dir string) (*os.File, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_APPEND|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		// EISDIR: a kernel without O_TMPFILE; EOPNOTSUPP: a file system
 		// without it (NFS, older overlayfs).
@@ -41,16 +41,4 @@ func linkAnonymous(f *os.File, path string) error {
 		return &os.LinkError{Op: "link", Old: f.Name(), New: path, Err: err}
 	}
 	return nil
-}
-
-// reserve allocates room for n bytes in f without changing its size
-// (fallocate, FALLOC_FL_KEEP_SIZE), so that appends up to n never need a
-// new block: a full disk must not stop a Destroy from recording what it
-// does. A file system that cannot is left as it is.
-func reserve(f *os.File, n int64) error {
-	err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, n)
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
-		return nil
-	}
-	return err
 }

@@ -10,5 +10,3 @@ import (
 func openAnonymous(string) (*os.File, error) { return nil, errors.ErrUnsupported }
 
 func linkAnonymous(*os.File, string) error { return errors.ErrUnsupported }
-
-func reserve(*os.File, int64) error { return nil }

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/flock"
 )
 
 // CNINetwork is a CNI network made for one test: a bridge and a subnet of
@@ -142,7 +145,7 @@ func lockCNITests(t testing.TB) *os.File {
 	if err != nil {
 		t.Fatalf("CNI test lock: %v", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	if err := flock.Lock(context.Background(), int(f.Fd()), unix.LOCK_EX, 0, nil); err != nil {
 		f.Close()
 		t.Fatalf("CNI test lock: %v", err)
 	}

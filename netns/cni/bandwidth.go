@@ -1,9 +1,10 @@
 package cni
 
 import (
+	"errors"
 	"math"
-	"math/big"
-	"strings"
+
+	"github.com/podsmith/podsmith/internal/quantity"
 )
 
 // The pod annotations that limit its bandwidth, in bits per second, as
@@ -29,9 +30,9 @@ const (
 )
 
 // BandwidthFromAnnotations reads the pod's bandwidth annotations; nil when
-// it has none. Values are Kubernetes quantities between 1k and 1P bits per
-// second, as kubelet checks them; the burst is unbounded (MaxUint32 bits),
-// as containerd passes it.
+// it has none. Values are Kubernetes quantities ("10M", "1.5Gi", "1000k"),
+// rounded up to whole bits per second, between 1k and 1P, as kubelet checks
+// them. The burst is unbounded (MaxUint32 bits), as containerd passes it.
 func BandwidthFromAnnotations(annotations map[string]string) (*Bandwidth, error) {
 	var bw Bandwidth
 	set := false
@@ -59,40 +60,25 @@ func BandwidthFromAnnotations(annotations map[string]string) (*Bandwidth, error)
 	return &bw, nil
 }
 
-// parseRate parses a Kubernetes quantity (an integer or decimal number
-// and an optional suffix k, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei) into
-// bits per second, or says what is wrong.
+// parseRate parses a rate annotation into bits per second, or says what is
+// wrong. The grammar and the rounding up are quantity.Parse's, Kubernetes';
+// the bounds are kubelet's, which it checks on the rounded-up value too.
 func parseRate(s string) (uint64, string) {
-	num, mult := s, big.NewRat(1, 1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-		pow    int64
-	}{
-		{"Ki", 1024, 1}, {"Mi", 1024, 2}, {"Gi", 1024, 3}, {"Ti", 1024, 4}, {"Pi", 1024, 5}, {"Ei", 1024, 6},
-		{"k", 1000, 1}, {"M", 1000, 2}, {"G", 1000, 3}, {"T", 1000, 4}, {"P", 1000, 5}, {"E", 1000, 6},
-	} {
-		if strings.HasSuffix(s, u.suffix) {
-			num = strings.TrimSuffix(s, u.suffix)
-			m := new(big.Int).Exp(big.NewInt(u.mult), big.NewInt(u.pow), nil)
-			mult.SetInt(m)
-			break
-		}
-	}
-	if num == "" || strings.ContainsAny(num, "eE+-/ ") || strings.Count(num, ".") > 1 {
-		return 0, "not a quantity (a number with an optional suffix such as k, M, G, Ki, Mi, Gi)"
-	}
-	r, ok := new(big.Rat).SetString(num)
-	if !ok {
-		return 0, "not a quantity (a number with an optional suffix such as k, M, G, Ki, Mi, Gi)"
-	}
-	r.Mul(r, mult)
+	v, err := quantity.Parse(s)
+	var qe *quantity.Error
 	switch {
-	case r.Cmp(big.NewRat(minBandwidth, 1)) < 0:
+	case errors.Is(err, quantity.ErrRange):
+		return 0, reasonTooLarge
+	case errors.As(err, &qe):
+		return 0, "not a quantity: " + qe.Reason
+	case err != nil:
+		return 0, "not a quantity"
+	case v < minBandwidth:
 		return 0, "unreasonably small (under 1k bits per second)"
-	case r.Cmp(new(big.Rat).SetInt64(maxBandwidth)) > 0:
-		return 0, "unreasonably large (over 1P bits per second)"
+	case v > maxBandwidth:
+		return 0, reasonTooLarge
 	}
-	f, _ := r.Float64()
-	return uint64(math.Ceil(f)), ""
+	return uint64(v), ""
 }
+
+const reasonTooLarge = "unreasonably large (over 1P bits per second)"

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -20,15 +20,14 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/podsmith/podsmith/internal/atomicfile"
 	"github.com/podsmith/podsmith/internal/owndir"
 	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/sandbox"
 )
 
 // Defaults of Options.
 const (
 	DefaultConfDir    = "/etc/cni/net.d"
-	DefaultCacheDir   = "/var/lib/podsmith/cni"
 	DefaultIfName     = "eth0"
 	DefaultAddTimeout = 4 * time.Minute
 	DefaultDelTimeout = 2 * time.Minute
@@ -45,12 +44,11 @@ type Options struct {
 	ConfDir string
 	// BinDirs are searched for plugins; default DefaultBinDirs.
 	BinDirs []string
-	// CacheDir is libcni's cache of results (for CHECK, DEL and GC);
-	// default /var/lib/podsmith/cni. It must belong to one sandbox.Builder
-	// (one state dir) alone: GC deletes every cached attachment that is
-	// not in the valid list it is given, so two Builders sharing a cache
-	// dir would collect each other's pods. Give each its own when a node
-	// runs several.
+	// CacheDir is libcni's cache of results (for CHECK, DEL and GC). It
+	// must belong to one sandbox.Builder (one state dir) alone: GC deletes
+	// every cached attachment that is not in the valid list it is given.
+	// Default: the Builder's own directory for its network
+	// (NetworkAttachment.Dir, StateDir/network), which is what it is for.
 	CacheDir string
 	// NetworkName pins the network by name; empty means the conf dir's
 	// lexically first configuration, as kubelet, CRI-O and containerd
@@ -61,11 +59,11 @@ type Options struct {
 	// AddTimeout bounds an ADD (and a CHECK), DelTimeout a DEL: CNI plugins
 	// can be slow. Defaults 4 and 2 minutes.
 	AddTimeout, DelTimeout time.Duration
-	// AllowNoConfig makes Prepare return ErrLoopbackOnly, not an error,
-	// when the conf dir holds no configuration at all, so a pod gets its
-	// loopback interface only: for tools that run with or without a
-	// network (podctl). A node meant to have a network leaves it false and
-	// fails instead.
+	// AllowNoConfig makes Prepare return sandbox.ErrNoNetwork, not an
+	// error, when the conf dir holds no configuration at all, so a pod
+	// gets its loopback interface only: for tools that run with or without
+	// a network (podctl). A node meant to have a network leaves it false
+	// and fails instead.
 	AllowNoConfig bool
 	// Exec runs plugins; nil means libcni's own (fork and exec; a plugin's
 	// stderr goes into its error). Wrap it to measure or trace plugin
@@ -73,37 +71,35 @@ type Options struct {
 	Exec invoke.Exec
 }
 
-// Network attaches pods to a CNI network. It is safe for concurrent use.
+// Network attaches pods to a CNI network: it implements
+// sandbox.NetworkCollector. It is safe for concurrent use.
 type Network struct {
 	opts Options
-	cni  *libcni.CNIConfig
 }
 
+var _ sandbox.NetworkCollector = (*Network)(nil)
+
 // New returns a Network for opts. It reads nothing yet: the configuration
-// is loaded by each Prepare (so a changed conf dir is seen) or by Load.
+// is loaded by each Prepare (so a changed conf dir is seen).
 func New(opts Options) (*Network, error) {
-	if opts.ConfDir == "" {
-		opts.ConfDir = DefaultConfDir
-	}
+	opts.ConfDir = cmp.Or(opts.ConfDir, DefaultConfDir)
 	if len(opts.BinDirs) == 0 {
 		opts.BinDirs = DefaultBinDirs
 	}
-	if opts.CacheDir == "" {
-		opts.CacheDir = DefaultCacheDir
-	}
-	if opts.IfName == "" {
-		opts.IfName = DefaultIfName
-	}
+	opts.IfName = cmp.Or(opts.IfName, DefaultIfName)
 	if opts.AddTimeout <= 0 {
 		opts.AddTimeout = DefaultAddTimeout
 	}
 	if opts.DelTimeout <= 0 {
 		opts.DelTimeout = DefaultDelTimeout
 	}
-	for _, d := range append([]string{opts.ConfDir, opts.CacheDir}, opts.BinDirs...) {
+	for _, d := range append([]string{opts.ConfDir}, opts.BinDirs...) {
 		if !filepath.IsAbs(d) {
 			return nil, &ConfigError{File: d, Err: errors.New("not an absolute path")}
 		}
+	}
+	if opts.CacheDir != "" && !filepath.IsAbs(opts.CacheDir) {
+		return nil, &ConfigError{File: opts.CacheDir, Err: errors.New("not an absolute path")}
 	}
 	if err := netns.ValidateName(opts.IfName); err != nil || len(opts.IfName) > 15 {
 		return nil, &ConfigError{File: opts.ConfDir, Err: fmt.Errorf("interface name %q is not a Linux interface name", opts.IfName)}
@@ -114,64 +110,41 @@ func New(opts Options) (*Network, error) {
 		// A plugin's stderr is kept in its errors, never written to ours.
 		opts.Exec = &invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}}
 	}
-	return &Network{opts: opts, cni: libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, opts.Exec)}, nil
+	return &Network{opts: opts}, nil
 }
 
 // Options returns the Network's options, defaults filled in.
 func (n *Network) Options() Options { return n.opts }
 
-// Attachment is what a Network needs to attach or detach one pod. The
-// caller fills the pod's fields; Prepare fills Network, IfName and Config.
-// It is JSON, so a journal can keep it.
-type Attachment struct {
-	SandboxID    string        `json:"sandbox_id"`
-	NetnsPath    string        `json:"netns_path,omitempty"`
-	PodName      string        `json:"pod_name"`
-	PodNamespace string        `json:"pod_namespace"`
-	PodUID       string        `json:"pod_uid"`
-	PortMappings []PortMapping `json:"port_mappings,omitempty"`
-	// Annotations are the pod's; Prepare reads the bandwidth ones.
-	Annotations map[string]string `json:"annotations,omitempty"`
-	DNS         *DNS              `json:"dns,omitempty"`
-	// CgroupPath is the pod's cgroup parent, for plugins that account
-	// network use per pod.
-	CgroupPath string `json:"cgroup_path,omitempty"`
-
-	// Network is the network's name, IfName the pod's interface, and
-	// Config the whole network configuration (a self-contained conflist),
-	// as Prepare found them.
-	Network string          `json:"network,omitempty"`
-	IfName  string          `json:"if_name,omitempty"`
-	Config  json.RawMessage `json:"config,omitempty"`
+// state is what a Network records of an attachment (its
+// NetworkAttachment.State): the network's name, the pod's interface and
+// the whole network configuration, as Prepare found them.
+type state struct {
+	Network string          `json:"network"`
+	IfName  string          `json:"if_name"`
+	Config  json.RawMessage `json:"config"`
 }
 
-// PortMapping is a host port of the pod: CNI's portMappings capability.
-type PortMapping struct {
-	HostPort      int32  `json:"hostPort"`
-	ContainerPort int32  `json:"containerPort"`
-	Protocol      string `json:"protocol"` // tcp, udp or sctp
-	HostIP        string `json:"hostIP,omitempty"`
+// cacheDir returns libcni's cache dir for dir (a Builder's directory for
+// its network): Options.CacheDir if set, else dir. An empty or relative
+// one is refused: libcni would use its own default, /var/lib/cni, the
+// cache of the node's other runtimes, where a GC would collect their pods.
+func (n *Network) cacheDir(dir string) (string, error) {
+	cache := cmp.Or(n.opts.CacheDir, dir)
+	if cache == "" || !filepath.IsAbs(cache) {
+		return "", &ConfigError{File: cmp.Or(cache, "(no cache dir)"), Err: errors.New("no usable cache dir: give Options.CacheDir, or the attachment its Builder's Dir (an absolute path)")}
+	}
+	return cache, nil
 }
 
-// DNS is CNI's dns capability.
-type DNS struct {
-	Servers  []string `json:"servers,omitempty"`
-	Searches []string `json:"searches,omitempty"`
-	Options  []string `json:"options,omitempty"`
+// libcni returns libcni's client with the cache dir of dir (see cacheDir).
+func (n *Network) libcni(dir string) (*libcni.CNIConfig, error) {
+	cache, err := n.cacheDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NewCNIConfigWithCacheDir(n.opts.BinDirs, cache, n.opts.Exec), nil
 }
-
-// Result is what an ADD gave the pod.
-type Result struct {
-	// IPs are the addresses on the pod's interface, IPv4 first (the
-	// primary), in the plugin's order otherwise.
-	IPs []netip.Addr
-	// Raw is the plugin chain's result, converted to CNI 1.0.
-	Raw *types100.Result
-}
-
-// Load loads and checks the network configuration now, for callers that
-// want to fail early (at start-up, say).
-func (n *Network) Load() (*libcni.NetworkConfigList, error) { return n.load() }
 
 // load returns the configuration to use: the file holding the pinned
 // network, or else the lexically first file that loads.
@@ -226,100 +199,111 @@ func loadFile(f string) (*libcni.NetworkConfigList, error) {
 
 // Prepare loads the configuration, checks that every plugin it names is
 // installed and that the pod's bandwidth annotations are valid, and
-// records in a what Attach and Detach need: the network's name, the
-// interface and the configuration itself. It changes nothing on the host:
-// what it refuses needs no DEL.
-func (n *Network) Prepare(_ context.Context, a *Attachment) error {
+// records in a.State what Attach, Detach and Check need: the network's
+// name, the interface and the configuration itself. It changes nothing on
+// the host: what it refuses needs no DEL.
+func (n *Network) Prepare(_ context.Context, a *sandbox.NetworkAttachment) error {
 	if _, err := BandwidthFromAnnotations(a.Annotations); err != nil {
 		return err
 	}
-	// libcni writes its cache below CacheDir, following links: a symlink
-	// planted there would take it elsewhere.
-	for _, d := range []string{n.opts.CacheDir, filepath.Join(n.opts.CacheDir, "results")} {
-		if err := owndir.Make(d, 0o700); err != nil {
-			return &ConfigError{File: d, Err: err}
-		}
-	}
 	list, err := n.load()
 	if n.opts.AllowNoConfig && n.opts.NetworkName == "" && errors.Is(err, ErrNoConfig) {
-		return ErrLoopbackOnly
+		return fmt.Errorf("cni: %w", sandbox.ErrNoNetwork)
 	}
 	if err != nil {
 		return err
 	}
 	for _, p := range list.Plugins {
-		if _, err := invoke.FindInPath(p.Network.Type, n.opts.BinDirs); err != nil {
+		if _, err := n.opts.Exec.FindInPath(p.Network.Type, n.opts.BinDirs); err != nil {
 			return &ConfigError{File: "network " + list.Name, Err: fmt.Errorf("plugin %q is not installed: %w", p.Network.Type, err)}
 		}
 	}
-	a.Network, a.IfName, a.Config = list.Name, n.opts.IfName, list.Bytes
-	return nil
-}
-
-// list returns the configuration recorded in a, or the current one for an
-// Attachment that was never prepared.
-func (n *Network) list(a *Attachment) (*libcni.NetworkConfigList, error) {
-	if len(a.Config) == 0 {
-		return n.load()
-	}
-	list, err := libcni.ConfListFromBytes(a.Config)
+	// libcni writes its cache below the cache dir, following links: a
+	// symlink planted there would take it elsewhere.
+	cache, err := n.cacheDir(a.Dir)
 	if err != nil {
-		return nil, &ConfigError{File: "(the configuration recorded for sandbox " + a.SandboxID + ")", Err: err}
+		return err
 	}
-	return list, nil
+	for _, d := range []string{cache, filepath.Join(cache, "results")} {
+		if err := owndir.Make(d, 0o700); err != nil {
+			return &ConfigError{File: d, Err: err}
+		}
+	}
+	a.State, err = json.Marshal(state{Network: list.Name, IfName: n.opts.IfName, Config: list.Bytes})
+	return err
 }
 
-func (n *Network) runtimeConf(a *Attachment, netnsPath string) (*libcni.RuntimeConf, error) {
+// attachment returns what a Prepare recorded: the configuration, and the
+// runtime configuration of the pod with netnsPath (live or not).
+func (n *Network) attachment(a *sandbox.NetworkAttachment, netnsPath string) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
+	var st state
+	if len(a.State) == 0 {
+		return nil, nil, &ConfigError{File: "(the state recorded for sandbox " + a.SandboxID + ")", Err: errors.New("not a prepared attachment: no state")}
+	}
+	if err := json.Unmarshal(a.State, &st); err != nil {
+		return nil, nil, &ConfigError{File: "(the state recorded for sandbox " + a.SandboxID + ")", Err: fmt.Errorf("not a prepared attachment: %w", err)}
+	}
+	if len(st.Config) == 0 {
+		return nil, nil, &ConfigError{File: "(the state recorded for sandbox " + a.SandboxID + ")", Err: errors.New("not a prepared attachment: no configuration")}
+	}
+	list, err := libcni.ConfListFromBytes(st.Config)
+	if err != nil {
+		return nil, nil, &ConfigError{File: "(the configuration recorded for sandbox " + a.SandboxID + ")", Err: err}
+	}
 	bw, err := BandwidthFromAnnotations(a.Annotations)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	caps := map[string]any{}
 	if len(a.PortMappings) > 0 {
-		caps["portMappings"] = a.PortMappings
+		ports := make([]map[string]any, 0, len(a.PortMappings))
+		for _, pm := range a.PortMappings {
+			p := map[string]any{"hostPort": pm.HostPort, "containerPort": pm.ContainerPort, "protocol": strings.ToLower(pm.Protocol.String())}
+			if pm.HostIP != "" {
+				p["hostIP"] = pm.HostIP
+			}
+			ports = append(ports, p)
+		}
+		caps["portMappings"] = ports
 	}
 	if bw != nil {
 		caps["bandwidth"] = bw
 	}
-	if a.DNS != nil {
-		caps["dns"] = a.DNS
+	if d := a.DNS; d != nil {
+		caps["dns"] = map[string][]string{"servers": d.Servers, "searches": d.Searches, "options": d.Options}
 	}
-	if a.CgroupPath != "" {
-		caps["cgroupPath"] = a.CgroupPath
+	if a.CgroupParent != "" {
+		caps["cgroupPath"] = a.CgroupParent
 	}
-	return &libcni.RuntimeConf{
+	return list, &libcni.RuntimeConf{
 		ContainerID: a.SandboxID,
 		NetNS:       netnsPath,
-		IfName:      cmp.Or(a.IfName, n.opts.IfName),
+		IfName:      cmp.Or(st.IfName, n.opts.IfName),
 		Args: [][2]string{
 			{"IgnoreUnknown", "1"},
-			{"K8S_POD_NAMESPACE", a.PodNamespace},
-			{"K8S_POD_NAME", a.PodName},
+			{"K8S_POD_NAMESPACE", a.Pod.Namespace},
+			{"K8S_POD_NAME", a.Pod.Name},
 			{"K8S_POD_INFRA_CONTAINER_ID", a.SandboxID},
-			{"K8S_POD_UID", a.PodUID},
+			{"K8S_POD_UID", a.Pod.UID},
 		},
 		CapabilityArgs: caps,
 	}, nil
 }
 
-// Attach runs ADD. It prepares a first if Prepare was not called.
-func (n *Network) Attach(ctx context.Context, a *Attachment) (*Result, error) {
-	if len(a.Config) == 0 {
-		if err := n.Prepare(ctx, a); err != nil {
-			return nil, err
-		}
-	}
-	list, err := n.list(a)
+// Attach runs ADD with what Prepare recorded and returns the addresses of
+// the pod's interface, IPv4 first.
+func (n *Network) Attach(ctx context.Context, a *sandbox.NetworkAttachment) ([]netip.Addr, error) {
+	list, rt, err := n.attachment(a, a.NetnsPath)
 	if err != nil {
 		return nil, err
 	}
-	rt, err := n.runtimeConf(a, a.NetnsPath)
+	c, err := n.libcni(a.Dir)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.AddTimeout)
 	defer cancel()
-	raw, err := n.cni.AddNetworkList(ctx, list, rt)
+	raw, err := c.AddNetworkList(ctx, list, rt)
 	if err != nil {
 		return nil, &Error{Op: "ADD", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
 	}
@@ -331,7 +315,7 @@ func (n *Network) Attach(ctx context.Context, a *Attachment) (*Result, error) {
 	if len(ips) == 0 {
 		return nil, &Error{Op: "ADD", Network: list.Name, SandboxID: a.SandboxID, Err: fmt.Errorf("%w %s", ErrNoIP, rt.IfName)}
 	}
-	return &Result{IPs: ips, Raw: res}, nil
+	return ips, nil
 }
 
 // podIPs returns the addresses of the pod's interface in a result, IPv4
@@ -381,12 +365,20 @@ func liveNetns(path string) string {
 // ctx's deadline if that comes first (the sandbox Builder passes its undo
 // timeout so). A DEL of what is not attached succeeds (CNI's DEL is
 // idempotent).
-func (n *Network) Detach(ctx context.Context, a *Attachment) error {
-	list, err := n.list(a)
+//
+// libcni stops a chain's DEL at the first plugin that fails; then every
+// plugin is deleted on its own, each given the ADD's cached result as its
+// prevResult, so what the others hold (an address, a port mapping) is
+// released even when one cannot be run, and the errors of those that
+// failed are returned. libcni's cache entry then stays (libcni drops it
+// only after a whole chain's DEL): the retry has it, and a CollectNetwork
+// removes it once the sandbox is gone.
+func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) error {
+	list, rt, err := n.attachment(a, liveNetns(a.NetnsPath))
 	if err != nil {
 		return err
 	}
-	rt, err := n.runtimeConf(a, liveNetns(a.NetnsPath))
+	c, err := n.libcni(a.Dir)
 	if err != nil {
 		return err
 	}
@@ -396,87 +388,92 @@ func (n *Network) Detach(ctx context.Context, a *Attachment) error {
 	}
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
-	if err := n.del(ctx, list, rt); err != nil {
+	err = c.DelNetworkList(ctx, list, rt)
+	if err != nil && len(list.Plugins) > 1 && ctx.Err() == nil {
+		err = n.delEach(ctx, c, list, rt)
+	}
+	if err != nil {
 		return &Error{Op: "DEL", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
 	}
 	return nil
 }
 
-// del runs DEL on the whole chain. libcni stops at the first plugin that
-// fails; then every plugin is deleted on its own, so that what the others
-// hold (an address, a port mapping) is released even when one plugin
-// cannot be run, and the errors of those that failed are returned. Each
-// plugin gets the ADD's result as its prevResult (libcni drops its cache
-// after every successful DEL: it is put back for the next plugin), and
-// the cache stays when a plugin failed, for the retry.
-func (n *Network) del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
-	cache := filepath.Join(n.opts.CacheDir, "results", list.Name+"-"+rt.ContainerID+"-"+rt.IfName)
-	cached, _ := os.ReadFile(cache)
-	err := n.cni.DelNetworkList(ctx, list, rt)
-	if err == nil || len(list.Plugins) == 1 || ctx.Err() != nil {
-		return err
+// delEach runs DEL on each plugin of the chain, last first, each with the
+// chain's cached result as its prevResult, and joins the errors of those
+// that failed. It builds each plugin's configuration as libcni does (name,
+// cniVersion, prevResult, and the runtime configuration of the
+// capabilities the plugin declares), with libcni's public API.
+func (n *Network) delEach(ctx context.Context, c *libcni.CNIConfig, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	// libcni gives a DEL the cached result only from CNI 0.4.0 on.
+	var prev types.Result
+	if ok, _ := version.GreaterThanOrEqualTo(list.CNIVersion, "0.4.0"); ok {
+		if cached, err := c.GetNetworkListCachedResult(list, rt); err == nil && cached != nil {
+			prev, _ = cached.GetAsVersion(list.CNIVersion)
+		}
+	}
+	args := &invoke.Args{
+		Command: "DEL", ContainerID: rt.ContainerID, NetNS: rt.NetNS, PluginArgs: rt.Args, IfName: rt.IfName,
+		Path: strings.Join(n.opts.BinDirs, string(os.PathListSeparator)),
 	}
 	var errs []error
 	for i := len(list.Plugins) - 1; i >= 0; i-- {
-		if cached != nil {
-			// Should the cache not come back (a full disk), the plugin's
-			// DEL runs without prevResult, as a DEL must be able to; its
-			// own failure, if any, is reported.
-			_ = restoreCache(cache, cached)
+		plugin := list.Plugins[i]
+		inject := map[string]any{"name": list.Name, "cniVersion": list.CNIVersion}
+		if prev != nil {
+			inject["prevResult"] = prev
 		}
-		one := &libcni.NetworkConfigList{
-			Name: list.Name, CNIVersion: list.CNIVersion, DisableCheck: list.DisableCheck, DisableGC: list.DisableGC,
-			Plugins: list.Plugins[i : i+1], Bytes: list.Bytes,
+		rc := map[string]any{}
+		for capability, on := range plugin.Network.Capabilities {
+			if v, ok := rt.CapabilityArgs[capability]; on && ok {
+				rc[capability] = v
+			}
 		}
-		if err := n.cni.DelNetworkList(ctx, one, rt); err != nil {
-			errs = append(errs, err)
+		if len(rc) > 0 {
+			inject["runtimeConfig"] = rc
 		}
-	}
-	if len(errs) > 0 && cached != nil {
-		if err := restoreCache(cache, cached); err != nil {
-			errs = append(errs, fmt.Errorf("keep the cached result for a retry: %w", err))
+		conf, err := libcni.InjectConf(plugin, inject)
+		if err == nil {
+			var path string
+			if path, err = n.opts.Exec.FindInPath(plugin.Network.Type, n.opts.BinDirs); err == nil {
+				err = invoke.ExecPluginWithoutResult(ctx, path, conf.Bytes, args, n.opts.Exec)
+			}
 		}
-	} else if len(errs) == 0 {
-		_ = os.Remove(cache)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("plugin %s: %w", plugin.Network.Type, err))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// restoreCache puts back libcni's cached result at path, which libcni
-// removes after every DEL that succeeds. A file still there holds the same
-// bytes and is left alone (on a full disk a rewrite could only tear it). A
-// write that fails (ENOSPC) leaves no half result behind for the next
-// plugin or the retry: libcni would drop it, and with it the prevResult.
-func restoreCache(path string, data []byte) error {
-	err := atomicfile.CreateNew(path, data, atomicfile.Options{Perm: 0o600})
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	return err
-}
-
 // Check runs CHECK on a live attachment.
-func (n *Network) Check(ctx context.Context, a *Attachment) error {
-	list, err := n.list(a)
+func (n *Network) Check(ctx context.Context, a *sandbox.NetworkAttachment) error {
+	list, rt, err := n.attachment(a, a.NetnsPath)
 	if err != nil {
 		return err
 	}
-	rt, err := n.runtimeConf(a, a.NetnsPath)
+	c, err := n.libcni(a.Dir)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.AddTimeout)
 	defer cancel()
-	if err := n.cni.CheckNetworkList(ctx, list, rt); err != nil {
+	if err := c.CheckNetworkList(ctx, list, rt); err != nil {
 		return &Error{Op: "CHECK", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
 	}
 	return nil
 }
 
-// GC deletes the current network's attachments in libcni's cache that do
-// not belong to one of the valid sandbox IDs, and asks plugins that support
-// it (CNI 1.1) to collect theirs.
-func (n *Network) GC(ctx context.Context, valid []string) error {
+// GC deletes the current network's attachments in libcni's cache (in dir,
+// the Builder's directory for its network, unless Options.CacheDir is set)
+// that do not belong to one of the valid sandbox IDs, and asks plugins
+// that support it (CNI 1.1) to collect theirs. Without either it collects
+// nothing and returns a *ConfigError (libcni's default cache is other
+// runtimes').
+func (n *Network) GC(ctx context.Context, dir string, valid []string) error {
+	c, err := n.libcni(dir)
+	if err != nil {
+		return err
+	}
 	list, err := n.load()
 	if err != nil {
 		return err
@@ -487,7 +484,7 @@ func (n *Network) GC(ctx context.Context, valid []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.DelTimeout)
 	defer cancel()
-	if err := n.cni.GCNetworkList(ctx, list, args); err != nil {
+	if err := c.GCNetworkList(ctx, list, args); err != nil {
 		return &Error{Op: "GC", Network: list.Name, Err: timeoutErr(ctx, err)}
 	}
 	return nil

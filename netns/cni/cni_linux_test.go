@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,21 +18,30 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/netns"
 	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/pod"
+	"github.com/podsmith/podsmith/sandbox"
 )
 
-// fixture is one test's network and pin dir, under the leak checker.
+// fixture is one test's network, pin dir and cache dirs, under the leak
+// checker.
 type fixture struct {
 	t    *testing.T
 	net  *testutil.CNINetwork
 	cni  *cni.Network
+	opts cni.Options
+	root string // the leak checker's root
 	pins string
-	lc   *testutil.LeakCheck
+	// dir is the attachments' Dir, as a Builder's StateDir/network: the
+	// default cache dir.
+	dir string
+	lc  *testutil.LeakCheck
 }
 
 func newFixture(t *testing.T, o testutil.CNINetworkOptions, mod func(*cni.Options)) *fixture {
@@ -42,13 +52,29 @@ func newFixture(t *testing.T, o testutil.CNINetworkOptions, mod func(*cni.Option
 	require.NoError(t, os.Mkdir(pins, 0o755))
 	lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: pins})
 	n := testutil.NewCNINetwork(t, o)
-	opts := cni.Options{ConfDir: n.ConfDir, BinDirs: n.BinDirs, CacheDir: n.CacheDir, AddTimeout: 30 * time.Second, DelTimeout: 30 * time.Second}
+	opts := cni.Options{ConfDir: n.ConfDir, BinDirs: n.BinDirs, AddTimeout: 30 * time.Second, DelTimeout: 30 * time.Second}
 	if mod != nil {
 		mod(&opts)
 	}
 	c, err := cni.New(opts)
 	require.NoError(t, err)
-	return &fixture{t: t, net: n, cni: c, pins: pins, lc: lc}
+	f := &fixture{t: t, net: n, cni: c, opts: opts, root: root, pins: pins, dir: filepath.Join(root, "network"), lc: lc}
+	// Before the network's own cleanup (which checks the bridge and the
+	// IPAM dir) and the leak check: every cache dir the test made under
+	// root must be empty by now (each ADD was undone by a DEL, or
+	// collected), then it goes.
+	t.Cleanup(func() {
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			if e.Name() == "pins" {
+				continue
+			}
+			d := filepath.Join(root, e.Name())
+			assert.Empty(t, cni.CacheEntries(t, d), "libcni's cache in %s", d)
+			require.NoError(t, os.RemoveAll(d))
+		}
+	})
+	return f
 }
 
 func randomID(t *testing.T) string {
@@ -58,46 +84,97 @@ func randomID(t *testing.T) string {
 	return hex.EncodeToString(b)
 }
 
-// pod makes a pinned netns and the Attachment of a pod in it; the netns is
-// removed at the end of the test.
-func (f *fixture) pod(name string) (*cni.Attachment, *netns.NetNS) {
+// pod makes a pinned netns and the attachment of a pod in it, with the
+// fixture's Dir; the netns is removed at the end of the test.
+func (f *fixture) pod(name string) (*sandbox.NetworkAttachment, *netns.NetNS) {
 	f.t.Helper()
 	id := randomID(f.t)
 	ns, err := netns.New(f.pins, "pod-"+id[:12])
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() { _ = ns.Remove() })
-	return &cni.Attachment{SandboxID: id, NetnsPath: ns.Path(), PodName: name, PodNamespace: "default", PodUID: name + "-uid"}, ns
+	return &sandbox.NetworkAttachment{
+		SandboxID: id, NetnsPath: ns.Path(), Dir: f.dir,
+		Pod: pod.Metadata{Name: name, Namespace: "default", UID: name + "-uid"},
+	}, ns
 }
 
-// attach prepares and attaches a, and has the leak check watch its host
-// veth.
-func (f *fixture) attach(a *cni.Attachment) *cni.Result {
+// attach prepares and attaches a, and has the leak check watch the
+// bridge's veths.
+func (f *fixture) attach(a *sandbox.NetworkAttachment) []netip.Addr {
 	f.t.Helper()
 	require.NoError(f.t, f.cni.Prepare(context.Background(), a))
-	res, err := f.cni.Attach(context.Background(), a)
+	return f.attachPrepared(f.cni, a)
+}
+
+func (f *fixture) attachPrepared(n *cni.Network, a *sandbox.NetworkAttachment) []netip.Addr {
+	f.t.Helper()
+	ips, err := n.Attach(context.Background(), a)
 	require.NoError(f.t, err)
-	for _, ifc := range res.Raw.Interfaces {
-		if ifc.Sandbox == "" && ifc.Name != f.net.Name {
-			f.lc.TrackLink(ifc.Name)
-		}
+	f.trackPorts()
+	return ips
+}
+
+// trackPorts has the leak check watch every veth on the test's bridge.
+func (f *fixture) trackPorts() []string {
+	ports := f.net.Ports()
+	for _, p := range ports {
+		f.lc.TrackLink(p)
 	}
-	return res
+	return ports
+}
+
+// recordedState decodes what Prepare recorded.
+func recordedState(t *testing.T, a *sandbox.NetworkAttachment) (network, ifName string, conf map[string]any) {
+	t.Helper()
+	var st struct {
+		Network string         `json:"network"`
+		IfName  string         `json:"if_name"`
+		Config  map[string]any `json:"config"`
+	}
+	require.NoError(t, json.Unmarshal(a.State, &st))
+	return st.Network, st.IfName, st.Config
+}
+
+// journaled is a as the sandbox journal gives it back: marshalled,
+// unmarshalled.
+func journaled(t *testing.T, a *sandbox.NetworkAttachment) *sandbox.NetworkAttachment {
+	t.Helper()
+	b, err := json.Marshal(a)
+	require.NoError(t, err)
+	var c sandbox.NetworkAttachment
+	require.NoError(t, json.Unmarshal(b, &c))
+	return &c
+}
+
+// passPlugin is a chained plugin script: ADD passes its prevResult on
+// (libcni's stdin is compact JSON with sorted keys, so prevResult is
+// followed by runtimeConfig, if any, then type); DEL runs onDel, with the
+// plugin's stdin in $in.
+func passPlugin(onDel string) string {
+	return "#!/bin/sh\nin=$(cat)\ncase \"$CNI_COMMAND\" in\n" +
+		"VERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}';;\n" +
+		"ADD) r=${in#*'\"prevResult\":'}; r=${r%%',\"runtimeConfig\":'*}; r=${r%',\"type\":'*}; printf '%s' \"$r\";;\n" +
+		"DEL) " + onDel + ";;\nesac\nexit 0\n"
 }
 
 func TestAttachCheckDetach(t *testing.T) {
 	f := newFixture(t, testutil.CNINetworkOptions{}, nil)
 	a, ns := f.pod("web")
 	ctx := context.Background()
-	res := f.attach(a)
-	assert.Equal(t, f.net.Name, a.Network, "Prepare recorded the network")
-	assert.Equal(t, "eth0", a.IfName)
-	assert.NotEmpty(t, a.Config)
-	require.Len(t, res.IPs, 1)
-	ip := res.IPs[0]
+	require.NoError(t, f.cni.Prepare(ctx, a))
+	network, ifName, conf := recordedState(t, a)
+	assert.Equal(t, f.net.Name, network, "Prepare recorded the network")
+	assert.Equal(t, "eth0", ifName)
+	assert.Equal(t, f.net.Name, conf["name"], "and the whole conflist")
+	assert.Len(t, conf["plugins"], 1)
+	ips := f.attachPrepared(f.cni, a)
+	require.Len(t, ips, 1)
+	ip := ips[0]
 	assert.True(t, f.net.Subnet.Contains(ip), "%s in %s", ip, f.net.Subnet)
 	assert.Equal(t, []string{ip.String()}, f.net.Allocations())
+	assert.Equal(t, []string{f.net.Name + "-" + a.SandboxID + "-eth0"}, cni.CacheEntries(t, a.Dir), "libcni's cache is in the attachment's Dir")
 
-	// Inside the pod: eth0 holds the address, lo is up.
+	// Inside the pod: eth0 holds the address.
 	var addrs []string
 	require.NoError(t, ns.Do(func() error {
 		eth0, err := net.InterfaceByName("eth0")
@@ -117,64 +194,36 @@ func TestAttachCheckDetach(t *testing.T) {
 
 	require.NoError(t, f.cni.Detach(ctx, a))
 	assert.Empty(t, f.net.Allocations(), "DEL released the address")
-	require.NoError(t, f.cni.Detach(ctx, a), "DEL twice")
+	assert.Empty(t, cni.CacheEntries(t, a.Dir), "and libcni dropped its cache entry")
 	assert.Empty(t, f.net.Ports())
+	require.NoError(t, f.cni.Detach(ctx, a), "DEL twice")
 	err := f.cni.Check(ctx, a)
 	require.ErrorIs(t, err, cni.ErrCNI, "CHECK of a detached pod fails")
+	var ce *cni.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "CHECK", ce.Op)
 }
 
 func TestPortMapping(t *testing.T) {
 	f := newFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 	a, _ := f.pod("web")
 	hostPort := 20000 + int32(randomID(t)[0])
-	a.PortMappings = []cni.PortMapping{{HostPort: hostPort, ContainerPort: 80, Protocol: "tcp"}}
-	res := f.attach(a)
-	dnat := fmt.Sprintf("--dport %d -j DNAT --to-destination %s:80", hostPort, res.IPs[0])
-	assert.Contains(t, testutil.NAT(t), dnat)
+	a.PortMappings = []pod.PortMapping{
+		{HostPort: hostPort, ContainerPort: 80, Protocol: pod.ProtocolTCP},
+		{HostPort: hostPort, ContainerPort: 53, Protocol: pod.ProtocolUDP},
+	}
+	ip := f.attach(a)[0]
+	tcp := fmt.Sprintf("-p tcp -m tcp --dport %d -j DNAT --to-destination %s:80", hostPort, ip)
+	udp := fmt.Sprintf("-p udp -m udp --dport %d -j DNAT --to-destination %s:53", hostPort, ip)
+	nat := testutil.NAT(t)
+	assert.Contains(t, nat, tcp)
+	assert.Contains(t, nat, udp, "a UDP mapping is a UDP rule")
 	assert.NotEmpty(t, f.net.Rules(t), "portmap's rules name the network")
 	require.NoError(t, f.cni.Detach(context.Background(), a))
-	assert.NotContains(t, testutil.NAT(t), dnat)
+	nat = testutil.NAT(t)
+	assert.NotContains(t, nat, tcp)
+	assert.NotContains(t, nat, udp)
 	assert.Empty(t, f.net.Rules(t))
-}
-
-func TestCapabilityArgs(t *testing.T) {
-	// A plugin first in the chain that records what it is given.
-	f := newFixture(t, testutil.CNINetworkOptions{}, nil)
-	record := filepath.Join(t.TempDir(), "stdin")
-	f.net.WritePlugin(t, "recorder", "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && cat > "+record+" || cat >/dev/null\n"+
-		"[ \"$CNI_COMMAND\" = VERSION ] && echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}' && exit 0\n"+
-		"[ \"$CNI_COMMAND\" = ADD ] && echo '{\"cniVersion\":\"1.0.0\"}'\nexit 0\n")
-	conf := map[string]any{"cniVersion": "1.0.0", "name": f.net.Name, "plugins": []map[string]any{
-		{"type": "recorder", "capabilities": map[string]bool{"portMappings": true, "bandwidth": true, "dns": true, "cgroupPath": true}},
-		{"type": "bridge", "bridge": f.net.Name, "isGateway": true, "ipam": map[string]any{
-			"type": "host-local", "dataDir": f.net.IPAMDir, "ranges": [][]map[string]string{{{"subnet": f.net.Subnet.String()}}}}},
-	}}
-	f.net.WriteConf(t, "10-"+f.net.Name+".conflist", conf)
-	a, _ := f.pod("web")
-	a.PortMappings = []cni.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp", HostIP: "127.0.0.1"}}
-	a.Annotations = map[string]string{cni.IngressBandwidthAnnotation: "10M", cni.EgressBandwidthAnnotation: "1Mi"}
-	a.DNS = &cni.DNS{Servers: []string{"10.96.0.10"}, Searches: []string{"svc.cluster.local"}}
-	a.CgroupPath = "/podsmith"
-	f.attach(a)
-	defer func() { require.NoError(t, f.cni.Detach(context.Background(), a)) }()
-
-	b, err := os.ReadFile(record)
-	require.NoError(t, err)
-	var got struct {
-		RuntimeConfig struct {
-			PortMappings []cni.PortMapping `json:"portMappings"`
-			Bandwidth    cni.Bandwidth     `json:"bandwidth"`
-			DNS          cni.DNS           `json:"dns"`
-			CgroupPath   string            `json:"cgroupPath"`
-		} `json:"runtimeConfig"`
-	}
-	require.NoError(t, json.Unmarshal(b, &got))
-	rc := got.RuntimeConfig
-	assert.Equal(t, a.PortMappings, rc.PortMappings)
-	assert.Equal(t, uint64(10_000_000), rc.Bandwidth.IngressRate)
-	assert.Equal(t, uint64(1<<20), rc.Bandwidth.EgressRate)
-	assert.Equal(t, *a.DNS, rc.DNS)
-	assert.Equal(t, "/podsmith", rc.CgroupPath)
 }
 
 func TestTwoPodsAndManyCycles(t *testing.T) {
@@ -183,7 +232,8 @@ func TestTwoPodsAndManyCycles(t *testing.T) {
 	a1, _ := f.pod("one")
 	a2, _ := f.pod("two")
 	r1, r2 := f.attach(a1), f.attach(a2)
-	assert.NotEqual(t, r1.IPs[0], r2.IPs[0])
+	assert.NotEqual(t, r1[0], r2[0])
+	assert.Len(t, cni.CacheEntries(t, f.dir), 2)
 	require.NoError(t, f.cni.Detach(ctx, a1))
 	require.NoError(t, f.cni.Detach(ctx, a2))
 
@@ -194,6 +244,7 @@ func TestTwoPodsAndManyCycles(t *testing.T) {
 		require.NoError(t, ns.Remove())
 	}
 	assert.Empty(t, f.net.Allocations(), "50 cycles leave the IPAM dir empty")
+	assert.Empty(t, cni.CacheEntries(t, f.dir), "and the cache")
 }
 
 func TestConcurrentAttach(t *testing.T) {
@@ -202,20 +253,27 @@ func TestConcurrentAttach(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	seen := map[netip.Addr]bool{}
-	pods := make([]*cni.Attachment, 8)
+	pods := make([]*sandbox.NetworkAttachment, 8)
 	for i := range pods {
 		pods[i], _ = f.pod(fmt.Sprintf("p%d", i))
 	}
 	for _, a := range pods {
 		wg.Go(func() {
-			res := f.attach(a)
+			if !assert.NoError(t, f.cni.Prepare(ctx, a)) {
+				return
+			}
+			ips, err := f.cni.Attach(ctx, a)
+			if !assert.NoError(t, err) {
+				return
+			}
 			mu.Lock()
-			assert.False(t, seen[res.IPs[0]], "address %s given twice", res.IPs[0])
-			seen[res.IPs[0]] = true
+			assert.False(t, seen[ips[0]], "address %s given twice", ips[0])
+			seen[ips[0]] = true
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	assert.Len(t, f.trackPorts(), len(pods))
 	for _, a := range pods {
 		wg.Go(func() { assert.NoError(t, f.cni.Detach(ctx, a)) })
 	}
@@ -234,33 +292,31 @@ func TestFailures(t *testing.T) {
 		require.ErrorAs(t, err, &ce)
 		require.ErrorIs(t, err, cni.ErrCNI)
 		assert.Contains(t, err.Error(), `plugin "podsmith-no-such-plugin" is not installed`)
-		assert.Empty(t, a.Config)
+		assert.Empty(t, a.State)
 		_, err = f.cni.Attach(ctx, a)
-		require.ErrorAs(t, err, &ce, "Attach prepares first")
+		require.ErrorAs(t, err, &ce, "Attach needs a prepared attachment")
 		assert.Empty(t, f.net.Allocations())
 	})
 	t.Run("plugin removed after ADD", func(t *testing.T) {
-		f := newFixture(t, testutil.CNINetworkOptions{}, nil)
-		f.net.WritePlugin(t, "vanishing", "#!/bin/sh\ncat >/dev/null\ncase \"$CNI_COMMAND\" in\n"+
-			"ADD) echo '{\"cniVersion\":\"1.0.0\"}';;\n"+
-			"VERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}';;\nesac\nexit 0\n")
-		// First in the chain (the bridge makes its own result after it);
-		// DEL runs in reverse, the bridge first.
-		f.net.WriteConf(t, "10-"+f.net.Name+".conflist", map[string]any{"cniVersion": "1.0.0", "name": f.net.Name, "plugins": []map[string]any{
-			{"type": "vanishing"},
-			{"type": "bridge", "bridge": f.net.Name, "isGateway": true, "ipam": map[string]any{
-				"type": "host-local", "dataDir": f.net.IPAMDir, "ranges": [][]map[string]string{{{"subnet": f.net.Subnet.String()}}}}},
-		}})
+		// Last in the chain, so the chain's DEL fails first, at it: only
+		// the fallback gives the address back.
+		f := newFixture(t, testutil.CNINetworkOptions{Portmap: true, Extra: []map[string]any{{"type": "vanishing"}}}, nil)
+		f.net.WritePlugin(t, "vanishing", passPlugin("true"))
 		a, _ := f.pod("web")
+		a.PortMappings = []pod.PortMapping{{HostPort: 22000 + int32(randomID(t)[0]), ContainerPort: 80}}
 		f.attach(a)
 		require.NoError(t, os.Remove(filepath.Join(f.net.PluginDir, "vanishing")))
-		// DEL cannot run the missing plugin, but the bridge still gives the
-		// address back; the error says what could not be undone.
 		err := f.cni.Detach(ctx, a)
 		require.ErrorIs(t, err, cni.ErrCNI)
-		assert.Contains(t, err.Error(), "vanishing")
-		assert.Empty(t, f.net.Allocations())
+		assert.Contains(t, err.Error(), "plugin vanishing: ", "the error says what could not be undone")
+		assert.Empty(t, f.net.Allocations(), "the bridge still gave the address back")
 		assert.Empty(t, f.net.Ports())
+		assert.Empty(t, f.net.Rules(t), "and portmap its rules")
+		assert.Len(t, cni.CacheEntries(t, f.dir), 1, "kept for the retry")
+		// The plugin is back: the retry succeeds, and drops the cache entry.
+		f.net.WritePlugin(t, "vanishing", passPlugin("true"))
+		require.NoError(t, f.cni.Detach(ctx, a))
+		assert.Empty(t, cni.CacheEntries(t, f.dir))
 	})
 	t.Run("plugin fails ADD", func(t *testing.T) {
 		f := newFixture(t, testutil.CNINetworkOptions{Extra: []map[string]any{{"type": "failing"}}}, nil)
@@ -270,12 +326,14 @@ func TestFailures(t *testing.T) {
 		a, _ := f.pod("web")
 		require.NoError(t, f.cni.Prepare(ctx, a))
 		_, err := f.cni.Attach(ctx, a)
+		f.trackPorts()
 		require.ErrorIs(t, err, cni.ErrCNI)
 		var pe *types.Error
 		require.ErrorAs(t, err, &pe)
 		assert.Equal(t, uint(999), pe.Code)
 		assert.Equal(t, "injected ADD failure", pe.Msg)
 		assert.NotEmpty(t, f.net.Allocations(), "the bridge before it did allocate")
+		assert.Empty(t, cni.CacheEntries(t, f.dir), "libcni caches only a whole chain's ADD")
 		require.NoError(t, f.cni.Detach(ctx, a))
 		assert.Empty(t, f.net.Allocations())
 		assert.Empty(t, f.net.Ports())
@@ -290,6 +348,7 @@ func TestFailures(t *testing.T) {
 		a, _ := f.pod("web")
 		require.NoError(t, f.cni.Prepare(ctx, a))
 		_, err := f.cni.Attach(ctx, a)
+		f.trackPorts()
 		require.ErrorIs(t, err, cni.ErrNoIP)
 		require.NoError(t, f.cni.Detach(ctx, a))
 		assert.Empty(t, f.net.Allocations())
@@ -304,8 +363,9 @@ func TestFailures(t *testing.T) {
 		require.ErrorAs(t, err, &ce)
 		assert.Equal(t, bad, ce.File)
 		require.ErrorIs(t, err, cni.ErrCNI)
-		_, err = f.cni.Load()
-		require.ErrorAs(t, err, &ce)
+		err = f.cni.GC(ctx, f.dir, nil)
+		require.ErrorAs(t, err, &ce, "GC loads the configuration too")
+		assert.Equal(t, bad, ce.File)
 	})
 	t.Run("empty conf dir", func(t *testing.T) {
 		f := newFixture(t, testutil.CNINetworkOptions{}, func(o *cni.Options) { o.ConfDir = filepath.Join(t.TempDir(), "empty") })
@@ -329,6 +389,7 @@ func TestFailures(t *testing.T) {
 		a, _ := f.pod("web")
 		require.NoError(t, f.cni.Prepare(ctx, a))
 		_, err := f.cni.Attach(ctx, a)
+		f.trackPorts()
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.ErrorIs(t, err, cni.ErrCNI)
 		b, rerr := os.ReadFile(pidFile)
@@ -344,33 +405,66 @@ func TestFailures(t *testing.T) {
 func TestDetachAfterThePinIsGone(t *testing.T) {
 	f := newFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 	a, ns := f.pod("web")
-	a.PortMappings = []cni.PortMapping{{HostPort: 21000 + int32(randomID(t)[1]), ContainerPort: 80, Protocol: "tcp"}}
-	res := f.attach(a)
-	var hostVeth string
-	for _, ifc := range res.Raw.Interfaces {
-		if ifc.Sandbox == "" && ifc.Name != f.net.Name {
-			hostVeth = ifc.Name
-		}
-	}
-	require.NotEmpty(t, hostVeth)
+	a.PortMappings = []pod.PortMapping{{HostPort: 21000 + int32(randomID(t)[1]), ContainerPort: 80, Protocol: pod.ProtocolTCP}}
+	f.attach(a)
+	ports := f.net.Ports()
+	require.Len(t, ports, 1, "the pod's host veth")
 	// As after a reboot: the pin is gone, nothing holds the namespace.
 	require.NoError(t, ns.Remove())
 	require.NoError(t, f.cni.Detach(context.Background(), a))
 	assert.Empty(t, f.net.Allocations(), "the address is released all the same")
 	assert.Empty(t, f.net.Rules(t))
-	require.NoError(t, testutil.WaitLinkGone(hostVeth, 30*time.Second), "the kernel removes the veth with the namespace")
+	assert.Empty(t, cni.CacheEntries(t, f.dir))
+	require.NoError(t, testutil.WaitLinkGone(ports[0], 30*time.Second), "the kernel removes the veth with the namespace")
 }
 
+// The conf dir changes under a running pod (a CNI upgrade, an operator):
+// DEL still uses what ADD used, from the journal's copy of the attachment.
 func TestDetachUsesTheRecordedConfig(t *testing.T) {
-	f := newFixture(t, testutil.CNINetworkOptions{}, nil)
+	f := newFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 	a, _ := f.pod("web")
+	a.PortMappings = []pod.PortMapping{{HostPort: 23000 + int32(randomID(t)[2]), ContainerPort: 80, Protocol: pod.ProtocolTCP}}
 	f.attach(a)
-	// The conf dir changes under the running pod (a CNI upgrade, an
-	// operator): DEL still uses what ADD used.
+	rec := journaled(t, a)
 	require.NoError(t, os.Remove(filepath.Join(f.net.ConfDir, "10-"+f.net.Name+".conflist")))
 	f.net.WriteConf(t, "10-other.conflist", map[string]any{"cniVersion": "1.0.0", "name": "other", "plugins": []map[string]any{{"type": "podsmith-no-such-plugin"}}})
-	require.NoError(t, f.cni.Detach(context.Background(), a))
+	// A new pod would get the new network (here, one that cannot work).
+	b, _ := f.pod("next")
+	require.ErrorIs(t, f.cni.Prepare(context.Background(), b), cni.ErrCNI)
+	require.NoError(t, f.cni.Detach(context.Background(), rec))
 	assert.Empty(t, f.net.Allocations())
+	assert.Empty(t, f.net.Rules(t))
+	assert.Empty(t, cni.CacheEntries(t, f.dir))
+}
+
+// The attachment goes through JSON between Prepare and Attach (the
+// journal records it before the ADD), and again before a Detach (a Stop,
+// a Recover): State and the pod's port mappings survive.
+func TestStateRoundTrip(t *testing.T) {
+	f := newFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
+	ctx := context.Background()
+	a, _ := f.pod("web")
+	hostPort := 24000 + int32(randomID(t)[3])
+	a.PortMappings = []pod.PortMapping{{HostPort: hostPort, ContainerPort: 53, Protocol: pod.ProtocolUDP}}
+	a.DNS = &pod.DNSConfig{Servers: []string{"10.96.0.10"}}
+	a.Annotations = map[string]string{"x": "y"}
+	require.NoError(t, f.cni.Prepare(ctx, a))
+	rec := journaled(t, a)
+	assert.JSONEq(t, string(a.State), string(rec.State))
+	want := *a
+	want.State = rec.State
+	assert.Equal(t, &want, rec, "the whole attachment survives JSON")
+
+	// Another Network of the same options (another process) attaches the
+	// copy, and detaches a copy of its own.
+	other, err := cni.New(f.opts)
+	require.NoError(t, err)
+	ip := f.attachPrepared(other, journaled(t, rec))[0]
+	assert.Contains(t, testutil.NAT(t), fmt.Sprintf("-p udp -m udp --dport %d -j DNAT --to-destination %s:53", hostPort, ip))
+	require.NoError(t, f.cni.Detach(ctx, journaled(t, rec)))
+	assert.Empty(t, f.net.Allocations())
+	assert.Empty(t, f.net.Rules(t))
+	assert.Empty(t, cni.CacheEntries(t, f.dir))
 }
 
 func TestGC(t *testing.T) {
@@ -381,24 +475,129 @@ func TestGC(t *testing.T) {
 	rk, rl := f.attach(keep), f.attach(lost)
 	require.Len(t, f.net.Allocations(), 2)
 	// Only "keep" is known: GC deletes "lost" from its cached attachment.
-	require.NoError(t, f.cni.GC(ctx, []string{keep.SandboxID}))
-	assert.Equal(t, []string{rk.IPs[0].String()}, f.net.Allocations())
-	assert.NotContains(t, f.net.Allocations(), rl.IPs[0].String())
+	require.NoError(t, f.cni.GC(ctx, f.dir, []string{keep.SandboxID}))
+	assert.Equal(t, []string{rk[0].String()}, f.net.Allocations())
+	assert.NotContains(t, f.net.Allocations(), rl[0].String())
+	assert.Equal(t, []string{f.net.Name + "-" + keep.SandboxID + "-eth0"}, cni.CacheEntries(t, f.dir))
+	require.NoError(t, f.cni.Check(ctx, keep), "the kept pod is untouched")
 	require.NoError(t, f.cni.Detach(ctx, keep))
 	require.NoError(t, f.cni.Detach(ctx, lost), "DEL after GC is fine")
 	assert.Empty(t, f.net.Allocations())
+	require.NoError(t, f.cni.GC(ctx, f.dir, nil), "nothing left to collect")
 }
 
-func TestAttachWithoutPrepare(t *testing.T) {
+// libcni's cache is the attachment's Dir (one per Builder), unless
+// Options.CacheDir names one: two Builders on one network never collect
+// each other's pods.
+func TestCacheDir(t *testing.T) {
 	f := newFixture(t, testutil.CNINetworkOptions{}, nil)
-	a, _ := f.pod("web")
-	res, err := f.cni.Attach(context.Background(), a)
+	ctx := context.Background()
+	mine, _ := f.pod("mine")
+	theirs, _ := f.pod("theirs")
+	theirs.Dir = filepath.Join(f.root, "other-builder")
+	rm, rt := f.attach(mine), f.attach(theirs)
+	assert.Equal(t, []string{f.net.Name + "-" + mine.SandboxID + "-eth0"}, cni.CacheEntries(t, f.dir))
+	assert.Equal(t, []string{f.net.Name + "-" + theirs.SandboxID + "-eth0"}, cni.CacheEntries(t, theirs.Dir))
+	// This Builder knows no sandbox: it collects its own pod only.
+	require.NoError(t, f.cni.GC(ctx, f.dir, nil))
+	assert.Equal(t, []string{rt[0].String()}, f.net.Allocations())
+	assert.NotContains(t, f.net.Allocations(), rm[0].String())
+	require.NoError(t, f.cni.Check(ctx, theirs))
+	require.NoError(t, f.cni.Detach(ctx, theirs))
+	require.NoError(t, f.cni.Detach(ctx, mine))
+
+	// Options.CacheDir wins over the attachment's Dir.
+	o := f.opts
+	o.CacheDir = filepath.Join(f.root, "cache")
+	n, err := cni.New(o)
 	require.NoError(t, err)
-	for _, ifc := range res.Raw.Interfaces {
-		if ifc.Sandbox == "" && ifc.Name != f.net.Name {
-			f.lc.TrackLink(ifc.Name)
-		}
+	a, _ := f.pod("pinned-cache")
+	a.Dir = filepath.Join(f.root, "unused")
+	require.NoError(t, n.Prepare(ctx, a))
+	f.attachPrepared(n, a)
+	assert.Equal(t, []string{f.net.Name + "-" + a.SandboxID + "-eth0"}, cni.CacheEntries(t, o.CacheDir))
+	assert.NoDirExists(t, a.Dir)
+	require.NoError(t, n.GC(ctx, "", []string{a.SandboxID}), "GC needs no dir either")
+	require.NoError(t, n.Check(ctx, a))
+	require.NoError(t, n.Detach(ctx, a))
+	assert.Empty(t, cni.CacheEntries(t, o.CacheDir))
+	assert.Empty(t, f.net.Allocations())
+}
+
+// When the chain's DEL fails at one plugin, every plugin is DEL'd on its
+// own, each with the ADD's result as prevResult: the address, the port
+// mapping and the veth are released all the same, and the error names the
+// plugin that failed. libcni's cache entry stays until a GC.
+func TestDelFallback(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "recorded")
+	broken := filepath.Join(t.TempDir(), "faildel-is-broken")
+	require.NoError(t, os.WriteFile(broken, nil, 0o644))
+	f := newFixture(t, testutil.CNINetworkOptions{Portmap: true, Extra: []map[string]any{
+		{"type": "recorder", "capabilities": map[string]bool{"portMappings": true}},
+		{"type": "faildel"},
+	}}, nil)
+	f.net.WritePlugin(t, "recorder", passPlugin(`printf '%s' "$in" > `+rec))
+	f.net.WritePlugin(t, "faildel", passPlugin(`[ -e `+broken+` ] && echo '{"cniVersion":"1.0.0","code":11,"msg":"faildel cannot DEL"}' && exit 1; true`))
+	ctx := context.Background()
+	a, _ := f.pod("web")
+	hostPort := 25000 + int32(randomID(t)[4])
+	a.PortMappings = []pod.PortMapping{{HostPort: hostPort, ContainerPort: 80, Protocol: pod.ProtocolTCP}}
+	ip := f.attach(a)[0]
+	require.Len(t, f.net.Ports(), 1)
+	dnat := fmt.Sprintf("--dport %d -j DNAT --to-destination %s:80", hostPort, ip)
+	require.Contains(t, testutil.NAT(t), dnat)
+
+	err := f.cni.Detach(ctx, a)
+	require.ErrorIs(t, err, cni.ErrCNI)
+	var ce *cni.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "DEL", ce.Op)
+	assert.Equal(t, a.SandboxID, ce.SandboxID)
+	var pe *types.Error
+	require.ErrorAs(t, err, &pe, "the plugin's own error")
+	assert.Equal(t, uint(11), pe.Code)
+	assert.Contains(t, err.Error(), "plugin faildel: ")
+	assert.Contains(t, err.Error(), "faildel cannot DEL")
+	for _, p := range []string{"recorder", "portmap", "bridge"} {
+		assert.NotContains(t, err.Error(), "plugin "+p+":", "only faildel failed")
 	}
-	assert.NotEmpty(t, a.Config, "prepared on the way")
-	require.NoError(t, f.cni.Detach(context.Background(), a))
+	assert.Empty(t, f.net.Allocations(), "the bridge released the address")
+	assert.Empty(t, f.net.Ports(), "and the veth")
+	assert.NotContains(t, testutil.NAT(t), dnat, "portmap its DNAT")
+	assert.Empty(t, f.net.Rules(t))
+
+	// The recorder (DEL'd by the fallback alone: faildel's DEL runs first
+	// in the chain) got what libcni would give it.
+	b, err := os.ReadFile(rec)
+	require.NoError(t, err)
+	var got struct {
+		Name          string           `json:"name"`
+		CNIVersion    string           `json:"cniVersion"`
+		PrevResult    *types100.Result `json:"prevResult"`
+		RuntimeConfig struct {
+			PortMappings []map[string]any `json:"portMappings"`
+		} `json:"runtimeConfig"`
+	}
+	require.NoError(t, json.Unmarshal(b, &got), string(b))
+	assert.Equal(t, f.net.Name, got.Name)
+	assert.Equal(t, "1.0.0", got.CNIVersion)
+	require.NotNil(t, got.PrevResult, "the ADD's result as prevResult")
+	var prevIPs []string
+	for _, ipc := range got.PrevResult.IPs {
+		prevIPs = append(prevIPs, ipc.Address.IP.String())
+	}
+	assert.Contains(t, prevIPs, ip.String())
+	assert.True(t, slices.ContainsFunc(got.PrevResult.Interfaces, func(i *types100.Interface) bool { return i.Name == "eth0" && i.Sandbox == a.NetnsPath }))
+	require.Len(t, got.RuntimeConfig.PortMappings, 1)
+	assert.EqualValues(t, hostPort, got.RuntimeConfig.PortMappings[0]["hostPort"])
+	assert.Equal(t, "tcp", got.RuntimeConfig.PortMappings[0]["protocol"])
+
+	// The cache entry stays: a GC collects it once faildel's DEL works.
+	assert.Len(t, cni.CacheEntries(t, f.dir), 1)
+	require.Error(t, f.cni.GC(ctx, f.dir, nil), "faildel still fails")
+	assert.Len(t, cni.CacheEntries(t, f.dir), 1)
+	require.NoError(t, os.Remove(broken))
+	require.NoError(t, f.cni.GC(ctx, f.dir, nil))
+	assert.Empty(t, cni.CacheEntries(t, f.dir))
+	assert.Empty(t, f.net.Allocations())
 }

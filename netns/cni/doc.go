@@ -3,16 +3,17 @@
 // kubelet-era runtimes do: ADD when the sandbox is built, CHECK on demand,
 // DEL when it is stopped or destroyed, GC for attachments nobody knows.
 //
-// A Network implements the sandbox Builder's network seam. Its life for one
-// pod is Prepare, Attach, and later Detach:
+// A Network implements the sandbox Builder's network seam
+// (sandbox.NetworkCollector). Its life for one pod is Prepare, Attach, and
+// later Detach:
 //
 //   - Prepare loads the network configuration (the conf dir's lexically
 //     first .conflist, .conf or .json file, or the network pinned by name),
-//     checks the pod's bandwidth annotations, and stores in the Attachment
-//     everything a DEL will need, the configuration included. The sandbox
-//     journals that Attachment before Attach runs, so a DEL after a failure,
-//     a crash or a reboot uses the configuration the ADD used, even if the
-//     conf dir has changed since.
+//     checks the pod's bandwidth annotations, and stores in the
+//     attachment's State everything a DEL will need, the configuration
+//     included. The sandbox journals the attachment before Attach runs, so
+//     a DEL after a failure, a crash or a reboot uses the configuration the
+//     ADD used, even if the conf dir has changed since.
 //   - Attach runs ADD with the runtime configuration: container ID = the
 //     sandbox ID, the pinned netns, ifname eth0, CNI_ARGS K8S_POD_NAME,
 //     K8S_POD_NAMESPACE, K8S_POD_INFRA_CONTAINER_ID and K8S_POD_UID, and
@@ -22,7 +23,11 @@
 //   - Detach runs DEL, on a context detached from the caller's with its own
 //     timeout. It is idempotent, and when the netns pin is gone (after a
 //     reboot) it runs with an empty netns path, so IPAM still releases the
-//     address.
+//     address. When one plugin's DEL fails, the others still run.
+//
+// libcni's cache (results for CHECK, DEL and GC) is kept in the Builder's
+// directory for its network, StateDir/network, unless Options.CacheDir
+// names another: two Builders never collect each other's attachments.
 //
 // Errors are typed: *Error for a plugin operation (it names the operation
 // and the network, and unwraps to the plugin's *types.Error), *ConfigError

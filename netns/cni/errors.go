@@ -14,10 +14,6 @@ var (
 	// ErrNoIP: an ADD succeeded without giving the pod's interface an
 	// address.
 	ErrNoIP = errors.New("the result has no address on the pod's interface")
-	// ErrLoopbackOnly is what Prepare returns, with Options.AllowNoConfig,
-	// when no network is configured: the pod keeps its loopback interface
-	// only, and there is nothing to attach or detach.
-	ErrLoopbackOnly = errors.New("no network configured: loopback only")
 )
 
 // Error is a failed plugin operation. It unwraps to the cause: the

@@ -2,20 +2,28 @@
 // sandbox Builder, so that it can be unit-tested as a normal user, in a
 // temp dir, on any OS.
 //
-// A Host stands in for the privileged seams of a Builder: network
-// namespaces, mounts, the pause rootfs, the network and the runtime. Everything else a
-// Builder does (its journal, name reservations, bundle, resolv.conf,
-// hostname, hosts and config.json) happens for real in the temp dir, so a
-// test sees the same files a node would. The fakes keep their state on
-// disk too: a fake netns pin is an empty file, a fake mount an empty
-// directory, a fake network attachment a file holding its address, a fake
-// pause container a file holding its runtime state. What is
-// left after a test is therefore visible, even across processes (a test
-// can kill a building process and Recover in another).
+// A Host stands in for the Builder's three seams: the host (network
+// namespaces, mounts, the pause rootfs, cgroups), the network and the
+// runtime. Everything else a Builder does (its journal, name reservations,
+// bundle, resolv.conf, hostname, hosts and config.json) happens for real
+// in the temp dir, so a test sees the same files a node would. The fakes
+// keep their state on disk: a fake netns pin is an empty file, a fake
+// mount an empty directory, a fake attachment a file holding its address,
+// a fake pause container a file holding its runtime state, and Left lists
+// what is live, even across processes (a test can kill a building process
+// and Recover in another).
 //
-// A Host records every operation (Ops) and can fail a named step of the
-// next Builds (FailAt), for testing how the embedding code handles each
-// failure.
+// What an embedder's tests need most, a Host provides:
+//   - Ops: every operation done, in order.
+//   - Left: what the fake host still holds; after a Destroy, nothing.
+//   - FailAt: fail a step of the next Builds, before it acts.
+//   - Fail and FailAfter: fail an operation (netns-create, unmount,
+//     attach, detach, create, delete...) before or after it acted, to see
+//     a rollback undo what a failed step did, or an undo fail (the
+//     Build's StepError.RollbackErr, a Destroy's error, a sandbox in
+//     StateNeedsCleanup).
+//   - CrashAt: the next Build stops at a step as if its process died,
+//     leaving its journal for Recover.
 package sandboxtest
 
 import (
@@ -25,6 +33,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,37 +44,45 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/sandbox/internal/testhook"
 	"github.com/podsmith/podsmith/spec"
 )
 
 // Op is one operation the fake host did.
 type Op struct {
 	// Kind is one of netns-create, netns-remove, mount-shm, bind,
-	// unmount, prepare, attach, detach, check, create, start, kill,
-	// delete.
+	// unmount, cgroup-remove, prepare, attach, detach, check, create,
+	// start, kill, delete.
 	Kind string
-	// Path is the pin or mount point; for the network and runtime ops,
-	// the sandbox ID.
+	// Path is the pin, mount point or cgroup; for the network and runtime
+	// operations, the sandbox ID.
 	Path string
 }
 
 // Host is the fake host. Its zero value is not usable; call NewHost.
 type Host struct {
-	dir string // the network's state: one file per attachment
+	dir string
 
-	mu   sync.Mutex
-	ops  []Op
-	fail map[sandbox.Step]error
+	mu      sync.Mutex
+	ops     []Op
+	steps   map[sandbox.Step]error
+	fail    map[string]failure
+	crashAt sandbox.Step
 }
 
-// NewHost returns a fake host keeping its network state under dir.
+type failure struct {
+	err   error
+	after bool // the operation acts, then fails
+}
+
+// NewHost returns a fake host keeping its state under dir.
 func NewHost(dir string) (*Host, error) {
-	for _, d := range []string{"attachments", "containers"} {
+	for _, d := range []string{"attachments", "containers", "live"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
-	return &Host{dir: dir, fail: map[sandbox.Step]error{}}, nil
+	return &Host{dir: dir, steps: map[sandbox.Step]error{}, fail: map[string]failure{}}, nil
 }
 
 // NewBuilder returns a prepared Builder (see Builder.Prepare) on a fake
@@ -100,26 +117,23 @@ func NewBuilder(t testing.TB, opts sandbox.Options) (*sandbox.Builder, *Host) {
 	return b, h
 }
 
-// Apply plugs the fakes into opts: NetNS, Mounter, Rootfs, Network and
-// Runtime (set it to nil afterwards for a Builder that starts nothing), a
-// BeforeStep hook for FailAt (chained before the caller's), and, unless
-// set, a HostResolvConf with a nameserver from a documentation range (the
-// machine's own may only list a loopback stub, which a pod cannot use).
+// Apply plugs the fakes into opts: Host, Network and Runtime (set Network
+// or Runtime to nil afterwards for a Builder without one), the hooks of
+// FailAt and CrashAt, and, unless set, a HostResolvConf with a nameserver
+// from a documentation range (the machine's own may only list a loopback
+// stub, which a pod cannot use).
 func (h *Host) Apply(o *sandbox.Options) error {
-	o.NetNS, o.Mounter, o.Rootfs, o.Network, o.Runtime = netnsFake{h}, mountFake{h}, rootfsFake{h}, networkFake{h}, runtimeFake{h}
-	next := o.BeforeStep
-	o.BeforeStep = func(ctx context.Context, id string, step sandbox.Step) error {
+	o.Host, o.Network, o.Runtime = hostFake{h}, networkFake{h}, runtimeFake{h}
+	testhook.SetBeforeStep(o, func(_ context.Context, id, step string) error {
 		h.mu.Lock()
-		err := h.fail[step]
-		h.mu.Unlock()
-		if err != nil {
-			return err
+		defer h.mu.Unlock()
+		s := sandbox.Step(step)
+		if id != "" && s == h.crashAt {
+			h.crashAt = ""
+			return testhook.ErrCrash
 		}
-		if next != nil {
-			return next(ctx, id, step)
-		}
-		return nil
-	}
+		return h.steps[s]
+	})
 	if o.HostResolvConf == "" {
 		p := filepath.Join(h.dir, "resolv.conf")
 		if err := os.WriteFile(p, []byte("nameserver 192.0.2.53\nsearch example.test\n"), 0o644); err != nil {
@@ -130,16 +144,45 @@ func (h *Host) Apply(o *sandbox.Options) error {
 	return nil
 }
 
-// FailAt makes every following Build fail at step with err (before the
-// step runs); a nil err clears it.
+// FailAt makes every following Build fail at step with err, before the
+// step acts; a nil err clears it.
 func (h *Host) FailAt(step sandbox.Step, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err == nil {
-		delete(h.fail, step)
+		delete(h.steps, step)
 	} else {
-		h.fail[step] = err
+		h.steps[step] = err
 	}
+}
+
+// Fail makes every following operation of kind (see Op) fail with err
+// before it acts; a nil err clears it. Failing an undo's operation
+// (unmount, netns-remove, detach, delete...) leaves what it undoes for a
+// later Destroy or Recover.
+func (h *Host) Fail(kind string, err error) { h.setFail(kind, err, false) }
+
+// FailAfter is Fail for an operation that acts, then fails: the step
+// failed, and what it did is there for the rollback to undo.
+func (h *Host) FailAfter(kind string, err error) { h.setFail(kind, err, true) }
+
+func (h *Host) setFail(kind string, err error, after bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		delete(h.fail, kind)
+	} else {
+		h.fail[kind] = failure{err, after}
+	}
+}
+
+// CrashAt makes the next Build stop before step as if its process had
+// died there: nothing rolled back, its journal left (unlocked) for
+// Builder.Recover, and Build returns an error.
+func (h *Host) CrashAt(step sandbox.Step) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.crashAt = step
 }
 
 // Ops returns the operations done so far.
@@ -149,77 +192,118 @@ func (h *Host) Ops() []Op {
 	return slices.Clone(h.ops)
 }
 
-func (h *Host) record(kind, path string) {
-	h.mu.Lock()
-	h.ops = append(h.ops, Op{Kind: kind, Path: path})
-	h.mu.Unlock()
-}
-
-// Attachments returns the IDs of the sandboxes attached to the fake
-// network now: after every sandbox is destroyed, none.
-func (h *Host) Attachments() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(h.dir, "attachments"))
+// Left returns what the fake host holds now, sorted, each as "<kind>
+// <path>": netns pins, mounts, network attachments and pause containers
+// (by sandbox ID). After every sandbox is destroyed, nothing.
+func (h *Host) Left() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(h.dir, "live"))
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(ents))
-	for i, e := range ents {
-		ids[i] = e.Name()
+	var out []string
+	for _, e := range ents {
+		s, err := url.PathUnescape(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
 	}
-	return ids, nil
+	slices.Sort(out)
+	return out, nil
+}
+
+// do runs one fake operation: recorded, failed as asked, and, when it
+// makes (or removes) something, noted live (or not).
+func (h *Host) do(kind, path string, act func() error) error {
+	h.mu.Lock()
+	h.ops = append(h.ops, Op{Kind: kind, Path: path})
+	f, failing := h.fail[kind]
+	h.mu.Unlock()
+	if failing && !f.after {
+		return f.err
+	}
+	if err := act(); err != nil {
+		return err
+	}
+	if failing {
+		return f.err
+	}
+	return nil
+}
+
+// live notes that the fake holds (or, with held false, no longer holds) a
+// resource.
+func (h *Host) live(kind, path string, held bool) error {
+	p := filepath.Join(h.dir, "live", url.PathEscape(kind+" "+path))
+	if held {
+		return os.WriteFile(p, nil, 0o644)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // ErrFake is matched by the errors the fakes return on their own (an
 // attachment that is not there, a pin that exists).
 var ErrFake = errors.New("sandboxtest: fake host")
 
-type netnsFake struct{ h *Host }
+type hostFake struct{ h *Host }
 
-func (f netnsFake) Create(dir, name string) (string, error) {
+func (f hostFake) CreateNetNS(dir, name string) (string, error) {
 	p := filepath.Join(dir, name)
-	file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-	if err != nil {
-		return "", fmt.Errorf("%w: netns pin %s: %w", ErrFake, p, err)
-	}
-	file.Close()
-	f.h.record("netns-create", p)
-	return p, nil
+	err := f.h.do("netns-create", p, func() error {
+		file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+		if err != nil {
+			return fmt.Errorf("%w: netns pin %s: %w", ErrFake, p, err)
+		}
+		file.Close()
+		return f.h.live("netns", p, true)
+	})
+	return p, err
 }
 
-func (f netnsFake) Remove(path string) error {
-	f.h.record("netns-remove", path)
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+func (f hostFake) RemoveNetNS(path string) error {
+	return f.h.do("netns-remove", path, func() error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return f.h.live("netns", path, false)
+	})
 }
 
-type mountFake struct{ h *Host }
-
-func (f mountFake) MountShm(path string, size int64, _ string) error {
+func (f hostFake) MountShm(path string, size int64, _ string) error {
 	if size <= 0 {
 		return fmt.Errorf("%w: shm size %d", ErrFake, size)
 	}
-	f.h.record("mount-shm", path)
-	return os.Mkdir(path, 0o777)
+	return f.h.do("mount-shm", path, func() error { return f.mount(path) })
 }
 
-func (f mountFake) BindReadOnly(src, dst string) error {
-	f.h.record("bind", dst)
-	return os.Mkdir(dst, 0o755)
+func (f hostFake) BindReadOnly(_, dst string) error {
+	return f.h.do("bind", dst, func() error { return f.mount(dst) })
 }
 
-func (f mountFake) Unmount(path string) error {
-	f.h.record("unmount", path)
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+func (f hostFake) mount(path string) error {
+	if err := os.Mkdir(path, 0o755); err != nil {
 		return err
 	}
-	return nil
+	return f.h.live("mount", path, true)
 }
 
-type rootfsFake struct{ h *Host }
+func (f hostFake) Unmount(path string) error {
+	return f.h.do("unmount", path, func() error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return f.h.live("mount", path, false)
+	})
+}
 
-func (f rootfsFake) PreparePauseRootfs(dir string, _ spec.PauseOptions) (*spec.PauseRootfs, error) {
+func (f hostFake) RemoveCgroup(_ context.Context, dir string) error {
+	return f.h.do("cgroup-remove", dir, func() error { return nil })
+}
+
+func (f hostFake) PreparePauseRootfs(dir string, _ spec.PauseOptions) (*spec.PauseRootfs, error) {
 	p := filepath.Join(dir, "pause-fake")
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		return nil, err
@@ -235,61 +319,70 @@ var fakePrefix = netip.MustParsePrefix("198.18.0.0/15")
 
 func (f networkFake) file(id string) string { return filepath.Join(f.h.dir, "attachments", id) }
 
-func (f networkFake) Prepare(_ context.Context, a *sandbox.Attachment) error {
-	f.h.record("prepare", a.SandboxID)
-	a.Network, a.IfName = "fake", "eth0"
-	return nil
+func (f networkFake) Prepare(_ context.Context, a *sandbox.NetworkAttachment) error {
+	return f.h.do("prepare", a.SandboxID, func() error {
+		a.State = json.RawMessage(`{"network":"fake","if_name":"eth0"}`)
+		return nil
+	})
 }
 
-func (f networkFake) Attach(ctx context.Context, a *sandbox.Attachment) (*sandbox.AttachResult, error) {
+func (f networkFake) Attach(ctx context.Context, a *sandbox.NetworkAttachment) ([]netip.Addr, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f.h.record("attach", a.SandboxID)
-	f.h.mu.Lock()
-	defer f.h.mu.Unlock()
-	ents, err := os.ReadDir(filepath.Join(f.h.dir, "attachments"))
+	var ip netip.Addr
+	err := f.h.do("attach", a.SandboxID, func() error {
+		f.h.mu.Lock() // one address each: Attaches and Detaches take turns
+		defer f.h.mu.Unlock()
+		ents, err := os.ReadDir(filepath.Join(f.h.dir, "attachments"))
+		if err != nil {
+			return err
+		}
+		used := map[netip.Addr]bool{}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(f.h.dir, "attachments", e.Name()))
+			if err != nil {
+				return err
+			}
+			var ip netip.Addr
+			if err := json.Unmarshal(b, &ip); err == nil {
+				used[ip] = true
+			}
+		}
+		ip = fakePrefix.Addr().Next()
+		for used[ip] {
+			ip = ip.Next()
+		}
+		b, _ := json.Marshal(ip)
+		if err := os.WriteFile(f.file(a.SandboxID), b, 0o644); err != nil {
+			return err
+		}
+		return f.h.live("attachment", a.SandboxID, true)
+	})
 	if err != nil {
 		return nil, err
 	}
-	used := map[netip.Addr]bool{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(f.h.dir, "attachments", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		var ip netip.Addr
-		if err := json.Unmarshal(b, &ip); err == nil {
-			used[ip] = true
-		}
-	}
-	ip := fakePrefix.Addr().Next()
-	for used[ip] {
-		ip = ip.Next()
-	}
-	b, _ := json.Marshal(ip)
-	if err := os.WriteFile(f.file(a.SandboxID), b, 0o644); err != nil {
-		return nil, err
-	}
-	return &sandbox.AttachResult{IPs: []netip.Addr{ip}}, nil
+	return []netip.Addr{ip}, nil
 }
 
-func (f networkFake) Detach(_ context.Context, a *sandbox.Attachment) error {
-	f.h.record("detach", a.SandboxID)
-	f.h.mu.Lock() // Attach reads every attachment under it
-	defer f.h.mu.Unlock()
-	if err := os.Remove(f.file(a.SandboxID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+func (f networkFake) Detach(_ context.Context, a *sandbox.NetworkAttachment) error {
+	return f.h.do("detach", a.SandboxID, func() error {
+		f.h.mu.Lock()
+		defer f.h.mu.Unlock()
+		if err := os.Remove(f.file(a.SandboxID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return f.h.live("attachment", a.SandboxID, false)
+	})
 }
 
-func (f networkFake) Check(_ context.Context, a *sandbox.Attachment) error {
-	f.h.record("check", a.SandboxID)
-	if _, err := os.Stat(f.file(a.SandboxID)); err != nil {
-		return fmt.Errorf("%w: sandbox %s is not attached", ErrFake, a.SandboxID)
-	}
-	return nil
+func (f networkFake) Check(_ context.Context, a *sandbox.NetworkAttachment) error {
+	return f.h.do("check", a.SandboxID, func() error {
+		if _, err := os.Stat(f.file(a.SandboxID)); err != nil {
+			return fmt.Errorf("%w: sandbox %s is not attached", ErrFake, a.SandboxID)
+		}
+		return nil
+	})
 }
 
 // runtimeFake keeps a container's runtime state in a file. Its pause
@@ -318,46 +411,55 @@ func (f runtimeFake) save(st specs.State) error {
 }
 
 func (f runtimeFake) Create(ctx context.Context, id, bundle string) (int, error) {
-	f.h.record("create", id)
-	if err := ctx.Err(); err != nil {
+	err := f.h.do("create", id, func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(bundle, spec.ConfigFile)); err != nil {
+			return fmt.Errorf("%w: create %s: %w", ErrFake, id, err)
+		}
+		if _, err := os.Stat(f.file(id)); err == nil {
+			return fmt.Errorf("%w: container %s exists", ErrFake, id)
+		}
+		if err := f.save(specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: fakePid, Bundle: bundle}); err != nil {
+			return err
+		}
+		return f.h.live("container", id, true)
+	})
+	if err != nil {
 		return 0, err
 	}
-	if _, err := os.Stat(filepath.Join(bundle, spec.ConfigFile)); err != nil {
-		return 0, fmt.Errorf("%w: create %s: %w", ErrFake, id, err)
-	}
-	if _, err := os.Stat(f.file(id)); err == nil {
-		return 0, fmt.Errorf("%w: container %s exists", ErrFake, id)
-	}
-	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: fakePid, Bundle: bundle}
-	return st.Pid, f.save(st)
+	return fakePid, nil
 }
 
-func (f runtimeFake) Start(ctx context.Context, id string) error {
-	f.h.record("start", id)
-	st, err := f.load(id)
-	if err != nil {
-		return fmt.Errorf("%w: start %s: %w", ErrFake, id, err)
-	}
-	if st.Status != specs.StateCreated {
-		return fmt.Errorf("%w: start %s: the container is %s", ErrFake, id, st.Status)
-	}
-	st.Status = specs.StateRunning
-	return f.save(st)
+func (f runtimeFake) Start(_ context.Context, id string) error {
+	return f.h.do("start", id, func() error {
+		st, err := f.load(id)
+		if err != nil {
+			return fmt.Errorf("%w: start %s: %w", ErrFake, id, err)
+		}
+		if st.Status != specs.StateCreated {
+			return fmt.Errorf("%w: start %s: the container is %s", ErrFake, id, st.Status)
+		}
+		st.Status = specs.StateRunning
+		return f.save(st)
+	})
 }
 
 func (f runtimeFake) Kill(_ context.Context, id string, sig syscall.Signal) error {
-	f.h.record("kill", id)
-	st, err := f.load(id)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
-		st.Status = specs.StateStopped
-	}
-	return f.save(st)
+	return f.h.do("kill", id, func() error {
+		st, err := f.load(id)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+			st.Status, st.Pid = specs.StateStopped, 0
+		}
+		return f.save(st)
+	})
 }
 
 func (f runtimeFake) Wait(_ context.Context, id string) error {
@@ -372,18 +474,19 @@ func (f runtimeFake) Wait(_ context.Context, id string) error {
 }
 
 func (f runtimeFake) Delete(_ context.Context, id string) error {
-	f.h.record("delete", id)
-	st, err := f.load(id)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err == nil && st.Status != specs.StateStopped && st.Status != specs.StateCreated {
-		return fmt.Errorf("%w: delete %s: the container is %s", ErrFake, id, st.Status)
-	}
-	if err := os.Remove(f.file(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return f.h.do("delete", id, func() error {
+		st, err := f.load(id)
+		if errors.Is(err, fs.ErrNotExist) {
+			return f.h.live("container", id, false)
+		}
+		if err == nil && st.Status == specs.StateRunning {
+			return fmt.Errorf("%w: delete %s: the container is running", ErrFake, id)
+		}
+		if err := os.Remove(f.file(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return f.h.live("container", id, false)
+	})
 }
 
 func (f runtimeFake) State(_ context.Context, id string) (specs.State, error) {
@@ -394,24 +497,8 @@ func (f runtimeFake) State(_ context.Context, id string) (specs.State, error) {
 	return st, err
 }
 
-// Containers returns the IDs of the fake runtime's containers now: after
-// every sandbox is destroyed, none.
-func (h *Host) Containers() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(h.dir, "containers"))
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(ents))
-	for i, e := range ents {
-		ids[i] = e.Name()
-	}
-	return ids, nil
-}
-
 var (
-	_ sandbox.Runtime        = runtimeFake{}
-	_ sandbox.NetNSManager   = netnsFake{}
-	_ sandbox.Mounter        = mountFake{}
-	_ sandbox.RootfsProvider = rootfsFake{}
-	_ sandbox.Network        = networkFake{}
+	_ sandbox.Host    = hostFake{}
+	_ sandbox.Network = networkFake{}
+	_ sandbox.Runtime = runtimeFake{}
 )

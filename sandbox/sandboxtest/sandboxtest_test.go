@@ -10,24 +10,20 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/sandbox/sandboxtest"
 )
 
-func config(name string) *sandbox.Config {
-	return &sandbox.Config{Metadata: sandbox.Metadata{Name: name, Namespace: "ns", UID: "u-" + name}}
+func config(name string) *pod.Config {
+	return &pod.Config{Metadata: pod.Metadata{Name: name, Namespace: "ns", UID: "u-" + name}}
 }
 
 func TestHostRecordsAndFails(t *testing.T) {
-	var called []sandbox.Step
-	b, h := sandboxtest.NewBuilder(t, sandbox.Options{BeforeStep: func(_ context.Context, _ string, s sandbox.Step) error {
-		called = append(called, s)
-		return nil
-	}})
+	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
 	ctx := context.Background()
 	sb, err := b.Build(ctx, config("a"))
 	require.NoError(t, err)
-	assert.Equal(t, sandbox.Steps(), called, "the caller's own BeforeStep still runs")
 	assert.Equal(t, []sandboxtest.Op{
 		{Kind: "bind", Path: sb.Files.Rootfs},
 		{Kind: "mount-shm", Path: sb.Files.Shm},
@@ -39,9 +35,9 @@ func TestHostRecordsAndFails(t *testing.T) {
 	}, h.Ops())
 	assert.FileExists(t, sb.NetnsPath, "a fake pin is a file")
 	assert.DirExists(t, sb.Files.Shm, "a fake mount is a directory")
-	att, err := h.Attachments()
+	left, err := h.Left()
 	require.NoError(t, err)
-	assert.Equal(t, []string{sb.ID}, att)
+	assert.Equal(t, []string{"attachment " + sb.ID, "container " + sb.ID, "mount " + sb.Files.Rootfs, "mount " + sb.Files.Shm, "netns " + sb.NetnsPath}, left)
 
 	// A second pod gets the next address.
 	sb2, err := b.Build(ctx, config("b"))
@@ -56,13 +52,76 @@ func TestHostRecordsAndFails(t *testing.T) {
 
 	require.NoError(t, sb.Destroy(ctx))
 	require.NoError(t, sb2.Destroy(ctx))
-	att, err = h.Attachments()
+	left, err = h.Left()
 	require.NoError(t, err)
-	assert.Empty(t, att)
+	assert.Empty(t, left)
 	assert.NoFileExists(t, sb.NetnsPath)
-	containers, err := h.Containers()
+}
+
+// Fail and FailAfter: an operation that fails before or after it acted; a
+// failed undo leaves the sandbox needing cleanup, with what it holds.
+func TestFailAnOperation(t *testing.T) {
+	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+	ctx := context.Background()
+	injected := errors.New("injected")
+
+	h.FailAfter("netns-create", injected)
+	_, err := b.Build(ctx, config("a"))
+	var se *sandbox.StepError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, sandbox.StepNetns, se.Step)
+	assert.NoError(t, se.RollbackErr)
+	ops := h.Ops()
+	assert.Equal(t, "netns-remove", ops[len(ops)-3].Kind, "the pin made before the failure is removed")
+	h.FailAfter("netns-create", nil)
+
+	// A rollback whose undo fails.
+	h.FailAt(sandbox.StepSpec, injected)
+	h.Fail("detach", injected)
+	_, err = b.Build(ctx, config("a"))
+	require.ErrorAs(t, err, &se)
+	var ue *sandbox.UndoError
+	require.ErrorAs(t, se.RollbackErr, &ue)
+	assert.Equal(t, "net-detach", ue.Op)
+	assert.Equal(t, se.ID, ue.Path)
+	sb, err := b.Find(se.ID)
 	require.NoError(t, err)
-	assert.Empty(t, containers)
+	assert.Equal(t, sandbox.StateNeedsCleanup, sb.State)
+	left, err := h.Left()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"attachment " + se.ID}, left, "only what the failed undo kept")
+	h.Fail("detach", nil)
+	h.FailAt(sandbox.StepSpec, nil)
+	require.NoError(t, sb.Destroy(ctx))
+	left, err = h.Left()
+	require.NoError(t, err)
+	assert.Empty(t, left)
+}
+
+// CrashAt leaves a Build as its process's death would; Recover ends it.
+func TestCrashAtAStepThenRecover(t *testing.T) {
+	for _, step := range sandbox.Steps()[2:] {
+		t.Run(string(step), func(t *testing.T) {
+			b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+			ctx := context.Background()
+			h.CrashAt(step)
+			_, err := b.Build(ctx, config("a"))
+			require.Error(t, err)
+			list, err := b.List()
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			assert.Equal(t, sandbox.StateNeedsCleanup, list[0].State, "no rollback ran")
+			rep, err := b.Recover(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, []string{list[0].ID}, rep.Destroyed)
+			left, err := h.Left()
+			require.NoError(t, err)
+			assert.Empty(t, left)
+			sb, err := b.Build(ctx, config("a"))
+			require.NoError(t, err, "the name is free")
+			require.NoError(t, sb.Destroy(ctx))
+		})
+	}
 }
 
 func TestFakeRefusals(t *testing.T) {
@@ -73,23 +132,24 @@ func TestFakeRefusals(t *testing.T) {
 	require.NoError(t, h.Apply(&opts))
 
 	// Check on a sandbox that is not attached.
-	err = opts.Network.Check(context.Background(), &sandbox.Attachment{SandboxID: "x"})
+	err = opts.Network.Check(context.Background(), &sandbox.NetworkAttachment{SandboxID: "x"})
 	require.ErrorIs(t, err, sandboxtest.ErrFake)
 	// A pin that exists already.
 	require.NoError(t, os.MkdirAll(dir+"/n", 0o755))
-	_, err = opts.NetNS.Create(dir+"/n", "p")
+	_, err = opts.Host.CreateNetNS(dir+"/n", "p")
 	require.NoError(t, err)
-	_, err = opts.NetNS.Create(dir+"/n", "p")
+	_, err = opts.Host.CreateNetNS(dir+"/n", "p")
 	require.ErrorIs(t, err, sandboxtest.ErrFake)
 	// A shm of no size.
-	require.ErrorIs(t, opts.Mounter.MountShm(dir+"/shm", 0, ""), sandboxtest.ErrFake)
-	// Unmounting what is not there is fine, as on a real host.
-	require.NoError(t, opts.Mounter.Unmount(dir+"/none"))
-	require.NoError(t, opts.NetNS.Remove(dir+"/n/none"))
-	require.NoError(t, opts.Network.Detach(context.Background(), &sandbox.Attachment{SandboxID: "none"}))
+	require.ErrorIs(t, opts.Host.MountShm(dir+"/shm", 0, ""), sandboxtest.ErrFake)
+	// Undoing what is not there is fine, as on a real host.
+	require.NoError(t, opts.Host.Unmount(dir+"/none"))
+	require.NoError(t, opts.Host.RemoveNetNS(dir+"/n/none"))
+	require.NoError(t, opts.Network.Detach(context.Background(), &sandbox.NetworkAttachment{SandboxID: "none"}))
+	require.NoError(t, opts.Runtime.Delete(context.Background(), "none"))
 	// A cancelled context stops an attach.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = opts.Network.Attach(ctx, &sandbox.Attachment{SandboxID: "y"})
+	_, err = opts.Network.Attach(ctx, &sandbox.NetworkAttachment{SandboxID: "y"})
 	require.ErrorIs(t, err, context.Canceled)
 }

@@ -1,4 +1,4 @@
-package sandbox
+package pod
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 // Config is a pod's request for a sandbox: the fields of CRI's
 // PodSandboxConfig that matter on Linux. Its JSON (and YAML) form uses
 // CRI's snake_case field names and enum values, so a crictl pod config file
-// decodes into it unchanged (see DecodeConfig); enums also accept their
+// decodes into it unchanged (see Decode); enums also accept their
 // names ("NODE", "RuntimeDefault", "UDP").
 type Config struct {
 	Metadata     Metadata          `json:"metadata"`
@@ -22,6 +22,10 @@ type Config struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 	Linux        *LinuxConfig      `json:"linux,omitempty"`
 }
+
+// ShmSizeAnnotation sets a pod's /dev/shm size, a Kubernetes quantity
+// ("64Mi", "1.5Gi"), as in CRI-O.
+const ShmSizeAnnotation = "io.kubernetes.cri-o.ShmSize"
 
 // Metadata identifies the pod. Name, UID and Namespace are required.
 type Metadata struct {
@@ -243,8 +247,9 @@ func (p *ProfileType) UnmarshalJSON(b []byte) error {
 	return err
 }
 
-// namespaces returns the pod's namespace options, defaults filled in.
-func (c *Config) namespaces() NamespaceOptions {
+// Namespaces returns the pod's namespace options (the zero value, every
+// namespace the pod's own, when it says none).
+func (c *Config) Namespaces() NamespaceOptions {
 	if c.Linux != nil && c.Linux.SecurityContext != nil && c.Linux.SecurityContext.NamespaceOptions != nil {
 		return *c.Linux.SecurityContext.NamespaceOptions
 	}
@@ -252,15 +257,17 @@ func (c *Config) namespaces() NamespaceOptions {
 }
 
 // HostNetwork reports whether the pod uses the node's network namespace.
-func (c *Config) HostNetwork() bool { return c.namespaces().Network == NamespaceNode }
+func (c *Config) HostNetwork() bool { return c.Namespaces().Network == NamespaceNode }
 
 // HostPID reports whether the pod uses the node's PID namespace.
-func (c *Config) HostPID() bool { return c.namespaces().Pid == NamespaceNode }
+func (c *Config) HostPID() bool { return c.Namespaces().Pid == NamespaceNode }
 
 // HostIPC reports whether the pod uses the node's IPC namespace.
-func (c *Config) HostIPC() bool { return c.namespaces().Ipc == NamespaceNode }
+func (c *Config) HostIPC() bool { return c.Namespaces().Ipc == NamespaceNode }
 
-func (c *Config) securityContext() *SecurityContext {
+// Security returns the pod's security context; never nil (an empty one
+// when the pod sets none).
+func (c *Config) Security() *SecurityContext {
 	if c.Linux == nil || c.Linux.SecurityContext == nil {
 		return &SecurityContext{}
 	}
@@ -268,4 +275,10 @@ func (c *Config) securityContext() *SecurityContext {
 }
 
 // Privileged reports whether the pod asks to be privileged.
-func (c *Config) Privileged() bool { return c.securityContext().Privileged }
+func (c *Config) Privileged() bool { return c.Security().Privileged }
+
+// SandboxName returns the unique name of a pod's sandbox, as kubelet's
+// runtimes name it: k8s_<name>_<namespace>_<uid>_<attempt>.
+func (m Metadata) SandboxName() string {
+	return "k8s_" + m.Name + "_" + m.Namespace + "_" + m.UID + "_" + strconv.FormatUint(uint64(m.Attempt), 10)
+}

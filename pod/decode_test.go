@@ -1,4 +1,4 @@
-package sandbox_test
+package pod_test
 
 import (
 	"bytes"
@@ -20,16 +20,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/pod"
 )
 
-// maxConfigSize is DecodeConfig's documented bound on its input (4 MiB).
+// maxConfigSize is Decode's documented bound on its input (4 MiB).
 const maxConfigSize = 4 << 20
 
 // crictlPod is what testdata/pod-config.json and pod-config.yaml hold.
-func crictlPod() *sandbox.Config {
-	return &sandbox.Config{
-		Metadata: sandbox.Metadata{
+func crictlPod() *pod.Config {
+	return &pod.Config{
+		Metadata: pod.Metadata{
 			Name:      "nginx-sandbox",
 			Namespace: "default",
 			UID:       "hdishd83djaidwnduwk28bcsb",
@@ -37,15 +37,15 @@ func crictlPod() *sandbox.Config {
 		},
 		Hostname:     "nginx",
 		LogDirectory: "/var/log/pods/default_nginx-sandbox_hdishd83djaidwnduwk28bcsb",
-		DNSConfig: &sandbox.DNSConfig{
+		DNSConfig: &pod.DNSConfig{
 			Servers:  []string{"10.96.0.10", "2001:db8::53"},
 			Searches: []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"},
 			Options:  []string{"ndots:5", "edns0"},
 		},
-		PortMappings: []sandbox.PortMapping{
-			{Protocol: sandbox.ProtocolTCP, ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"},
-			{Protocol: sandbox.ProtocolUDP, ContainerPort: 53, HostPort: 5353},
-			{Protocol: sandbox.ProtocolSCTP, ContainerPort: 9999},
+		PortMappings: []pod.PortMapping{
+			{Protocol: pod.ProtocolTCP, ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"},
+			{Protocol: pod.ProtocolUDP, ContainerPort: 53, HostPort: 5353},
+			{Protocol: pod.ProtocolSCTP, ContainerPort: 9999},
 		},
 		Labels: map[string]string{
 			"app":                    "nginx",
@@ -55,36 +55,36 @@ func crictlPod() *sandbox.Config {
 			"kubernetes.io/config.source": "api",
 			"io.kubernetes.cri-o.ShmSize": "128Mi",
 		},
-		Linux: &sandbox.LinuxConfig{
+		Linux: &pod.LinuxConfig{
 			CgroupParent: "/kubepods/burstable/podhdishd83djaidwnduwk28bcsb",
 			Sysctls: map[string]string{
 				"net.ipv4.ip_unprivileged_port_start": "0",
 				"kernel.shm_rmid_forced":              "1",
 			},
-			SecurityContext: &sandbox.SecurityContext{
-				NamespaceOptions: &sandbox.NamespaceOptions{
-					Network: sandbox.NamespaceNode,
-					Pid:     sandbox.NamespaceContainer,
-					Ipc:     sandbox.NamespacePod,
+			SecurityContext: &pod.SecurityContext{
+				NamespaceOptions: &pod.NamespaceOptions{
+					Network: pod.NamespaceNode,
+					Pid:     pod.NamespaceContainer,
+					Ipc:     pod.NamespacePod,
 				},
-				SelinuxOptions: &sandbox.SELinuxOptions{
+				SelinuxOptions: &pod.SELinuxOptions{
 					User: "system_u", Role: "system_r", Type: "container_t", Level: "s0:c1,c2",
 				},
-				RunAsUser:          &sandbox.Int64Value{Value: 1000},
-				RunAsGroup:         &sandbox.Int64Value{Value: 3000},
+				RunAsUser:          &pod.Int64Value{Value: 1000},
+				RunAsGroup:         &pod.Int64Value{Value: 3000},
 				SupplementalGroups: []int64{4000, 5000},
 				ReadonlyRootfs:     true,
 				Privileged:         false,
-				Seccomp: &sandbox.SecurityProfile{
-					ProfileType:  sandbox.ProfileLocalhost,
+				Seccomp: &pod.SecurityProfile{
+					ProfileType:  pod.ProfileLocalhost,
 					LocalhostRef: "/var/lib/kubelet/seccomp/audit.json",
 				},
 				SeccompProfilePath: "runtime/default",
 			},
-			Overhead: &sandbox.Resources{
+			Overhead: &pod.Resources{
 				CPUPeriod: 100000, CPUQuota: 25000, CPUShares: 256, MemoryLimitInBytes: 128 << 20,
 			},
-			Resources: &sandbox.Resources{
+			Resources: &pod.Resources{
 				CPUPeriod:              100000,
 				CPUQuota:               200000,
 				CPUShares:              2048,
@@ -92,7 +92,7 @@ func crictlPod() *sandbox.Config {
 				OomScoreAdj:            -997,
 				CpusetCpus:             "0-3",
 				CpusetMems:             "0",
-				HugepageLimits:         []sandbox.HugepageLimit{{PageSize: "2MB", Limit: 1 << 30}},
+				HugepageLimits:         []pod.HugepageLimit{{PageSize: "2MB", Limit: 1 << 30}},
 				Unified:                map[string]string{"memory.high": "500000000"},
 				MemorySwapLimitInBytes: 512 << 20,
 			},
@@ -104,13 +104,13 @@ func TestDecodeConfigCrictlFormat(t *testing.T) {
 	for _, file := range []string{"pod-config.json", "pod-config.yaml"} {
 		t.Run(file, func(t *testing.T) {
 			path := filepath.Join("testdata", file)
-			c, err := sandbox.LoadConfig(path)
+			c, err := pod.Load(path)
 			require.NoError(t, err)
 			assert.Equal(t, crictlPod(), c)
 
 			data, err := os.ReadFile(path)
 			require.NoError(t, err)
-			c, err = sandbox.DecodeConfig(data)
+			c, err = pod.Decode(data)
 			require.NoError(t, err)
 			assert.Equal(t, crictlPod(), c)
 
@@ -124,17 +124,17 @@ func TestDecodeConfigCrictlFormat(t *testing.T) {
 }
 
 func TestDecodeConfigEnumNamesInYAML(t *testing.T) {
-	c, err := sandbox.LoadConfig(filepath.Join("testdata", "pod-config-names.yaml"))
+	c, err := pod.Load(filepath.Join("testdata", "pod-config-names.yaml"))
 	require.NoError(t, err)
-	assert.Equal(t, []sandbox.PortMapping{
-		{Protocol: sandbox.ProtocolUDP, ContainerPort: 53, HostPort: 53},
-		{Protocol: sandbox.ProtocolSCTP, ContainerPort: 3868},
-		{Protocol: sandbox.ProtocolTCP, ContainerPort: 8080},
+	assert.Equal(t, []pod.PortMapping{
+		{Protocol: pod.ProtocolUDP, ContainerPort: 53, HostPort: 53},
+		{Protocol: pod.ProtocolSCTP, ContainerPort: 3868},
+		{Protocol: pod.ProtocolTCP, ContainerPort: 8080},
 	}, c.PortMappings)
 	sc := c.Linux.SecurityContext
-	assert.Equal(t, &sandbox.NamespaceOptions{Network: sandbox.NamespaceNode, Pid: sandbox.NamespacePod, Ipc: sandbox.NamespaceNode}, sc.NamespaceOptions)
-	assert.Equal(t, &sandbox.SecurityProfile{ProfileType: sandbox.ProfileLocalhost, LocalhostRef: "/etc/podsmith/pause.json"}, sc.Seccomp)
-	assert.Equal(t, &sandbox.SecurityProfile{ProfileType: sandbox.ProfileUnconfined}, sc.Apparmor)
+	assert.Equal(t, &pod.NamespaceOptions{Network: pod.NamespaceNode, Pid: pod.NamespacePod, Ipc: pod.NamespaceNode}, sc.NamespaceOptions)
+	assert.Equal(t, &pod.SecurityProfile{ProfileType: pod.ProfileLocalhost, LocalhostRef: "/etc/podsmith/pause.json"}, sc.Seccomp)
+	assert.Equal(t, &pod.SecurityProfile{ProfileType: pod.ProfileUnconfined}, sc.Apparmor)
 	assert.True(t, c.HostNetwork())
 	assert.True(t, c.HostIPC())
 }
@@ -143,22 +143,22 @@ func TestDecodeConfigEnums(t *testing.T) {
 	ns := func(field, value string) string {
 		return `{"linux":{"security_context":{"namespace_options":{"` + field + `":` + value + `}}}}`
 	}
-	nsOf := func(c *sandbox.Config) sandbox.NamespaceOptions { return *c.Linux.SecurityContext.NamespaceOptions }
+	nsOf := func(c *pod.Config) pod.NamespaceOptions { return *c.Linux.SecurityContext.NamespaceOptions }
 	for _, tc := range []struct {
 		in   string
-		want sandbox.NamespaceOptions
+		want pod.NamespaceOptions
 	}{
-		{ns("network", "0"), sandbox.NamespaceOptions{Network: sandbox.NamespacePod}},
-		{ns("network", "2"), sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}},
-		{ns("network", `"NODE"`), sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}},
-		{ns("network", `"node"`), sandbox.NamespaceOptions{Network: sandbox.NamespaceNode}},
-		{ns("network", "null"), sandbox.NamespaceOptions{}},
-		{ns("pid", `"CONTAINER"`), sandbox.NamespaceOptions{Pid: sandbox.NamespaceContainer}},
-		{ns("pid", "1"), sandbox.NamespaceOptions{Pid: sandbox.NamespaceContainer}},
-		{ns("ipc", `"Target"`), sandbox.NamespaceOptions{Ipc: sandbox.NamespaceTarget}},
-		{ns("ipc", "3"), sandbox.NamespaceOptions{Ipc: sandbox.NamespaceTarget}},
+		{ns("network", "0"), pod.NamespaceOptions{Network: pod.NamespacePod}},
+		{ns("network", "2"), pod.NamespaceOptions{Network: pod.NamespaceNode}},
+		{ns("network", `"NODE"`), pod.NamespaceOptions{Network: pod.NamespaceNode}},
+		{ns("network", `"node"`), pod.NamespaceOptions{Network: pod.NamespaceNode}},
+		{ns("network", "null"), pod.NamespaceOptions{}},
+		{ns("pid", `"CONTAINER"`), pod.NamespaceOptions{Pid: pod.NamespaceContainer}},
+		{ns("pid", "1"), pod.NamespaceOptions{Pid: pod.NamespaceContainer}},
+		{ns("ipc", `"Target"`), pod.NamespaceOptions{Ipc: pod.NamespaceTarget}},
+		{ns("ipc", "3"), pod.NamespaceOptions{Ipc: pod.NamespaceTarget}},
 	} {
-		c, err := sandbox.DecodeConfig([]byte(tc.in))
+		c, err := pod.Decode([]byte(tc.in))
 		if assert.NoError(t, err, tc.in) {
 			assert.Equal(t, tc.want, nsOf(c), tc.in)
 		}
@@ -166,13 +166,13 @@ func TestDecodeConfigEnums(t *testing.T) {
 
 	for _, tc := range []struct {
 		in   string
-		want sandbox.Protocol
+		want pod.Protocol
 	}{
-		{"0", sandbox.ProtocolTCP}, {"1", sandbox.ProtocolUDP}, {"2", sandbox.ProtocolSCTP},
-		{`"TCP"`, sandbox.ProtocolTCP}, {`"udp"`, sandbox.ProtocolUDP}, {`"Sctp"`, sandbox.ProtocolSCTP},
+		{"0", pod.ProtocolTCP}, {"1", pod.ProtocolUDP}, {"2", pod.ProtocolSCTP},
+		{`"TCP"`, pod.ProtocolTCP}, {`"udp"`, pod.ProtocolUDP}, {`"Sctp"`, pod.ProtocolSCTP},
 	} {
 		in := `{"port_mappings":[{"protocol":` + tc.in + `,"container_port":1}]}`
-		c, err := sandbox.DecodeConfig([]byte(in))
+		c, err := pod.Decode([]byte(in))
 		if assert.NoError(t, err, in) {
 			assert.Equal(t, tc.want, c.PortMappings[0].Protocol, in)
 		}
@@ -180,14 +180,14 @@ func TestDecodeConfigEnums(t *testing.T) {
 
 	for _, tc := range []struct {
 		in   string
-		want sandbox.ProfileType
+		want pod.ProfileType
 	}{
-		{"0", sandbox.ProfileRuntimeDefault}, {"1", sandbox.ProfileUnconfined}, {"2", sandbox.ProfileLocalhost},
-		{`"RuntimeDefault"`, sandbox.ProfileRuntimeDefault}, {`"unconfined"`, sandbox.ProfileUnconfined},
-		{`"Localhost"`, sandbox.ProfileLocalhost}, {`"LOCALHOST"`, sandbox.ProfileLocalhost},
+		{"0", pod.ProfileRuntimeDefault}, {"1", pod.ProfileUnconfined}, {"2", pod.ProfileLocalhost},
+		{`"RuntimeDefault"`, pod.ProfileRuntimeDefault}, {`"unconfined"`, pod.ProfileUnconfined},
+		{`"Localhost"`, pod.ProfileLocalhost}, {`"LOCALHOST"`, pod.ProfileLocalhost},
 	} {
 		in := `{"linux":{"security_context":{"seccomp":{"profile_type":` + tc.in + `}}}}`
-		c, err := sandbox.DecodeConfig([]byte(in))
+		c, err := pod.Decode([]byte(in))
 		if assert.NoError(t, err, in) {
 			assert.Equal(t, tc.want, c.Linux.SecurityContext.Seccomp.ProfileType, in)
 		}
@@ -195,34 +195,34 @@ func TestDecodeConfigEnums(t *testing.T) {
 }
 
 func TestDecodeConfigEnumsRoundTrip(t *testing.T) {
-	c := &sandbox.Config{PortMappings: []sandbox.PortMapping{{Protocol: sandbox.ProtocolUDP, ContainerPort: 53}}}
-	c.Linux = &sandbox.LinuxConfig{SecurityContext: &sandbox.SecurityContext{
-		NamespaceOptions: &sandbox.NamespaceOptions{Network: sandbox.NamespaceNode},
-		Seccomp:          &sandbox.SecurityProfile{ProfileType: sandbox.ProfileUnconfined},
+	c := &pod.Config{PortMappings: []pod.PortMapping{{Protocol: pod.ProtocolUDP, ContainerPort: 53}}}
+	c.Linux = &pod.LinuxConfig{SecurityContext: &pod.SecurityContext{
+		NamespaceOptions: &pod.NamespaceOptions{Network: pod.NamespaceNode},
+		Seccomp:          &pod.SecurityProfile{ProfileType: pod.ProfileUnconfined},
 	}}
 	data, err := json.Marshal(c)
 	require.NoError(t, err)
 	assert.Contains(t, string(data), `"protocol":1`)
 	assert.Contains(t, string(data), `"network":2`)
 	assert.Contains(t, string(data), `"profile_type":1`)
-	back, err := sandbox.DecodeConfig(data)
+	back, err := pod.Decode(data)
 	require.NoError(t, err)
 	assert.Equal(t, c, back)
 
-	assert.Equal(t, "UDP", sandbox.ProtocolUDP.String())
-	assert.Equal(t, "NODE", sandbox.NamespaceNode.String())
-	assert.Equal(t, "Localhost", sandbox.ProfileLocalhost.String())
-	assert.Equal(t, "7", sandbox.Protocol(7).String())
-	assert.Equal(t, "-1", sandbox.NamespaceMode(-1).String())
+	assert.Equal(t, "UDP", pod.ProtocolUDP.String())
+	assert.Equal(t, "NODE", pod.NamespaceNode.String())
+	assert.Equal(t, "Localhost", pod.ProfileLocalhost.String())
+	assert.Equal(t, "7", pod.Protocol(7).String())
+	assert.Equal(t, "-1", pod.NamespaceMode(-1).String())
 }
 
 // requireDecodeError checks that err is a *DecodeError about field (""
-// for the document as a whole) matching ErrInvalidConfig, and returns it.
-func requireDecodeError(t *testing.T, err error, field string, msgAndArgs ...any) *sandbox.DecodeError {
+// for the document as a whole) matching ErrInvalid, and returns it.
+func requireDecodeError(t *testing.T, err error, field string, msgAndArgs ...any) *pod.DecodeError {
 	t.Helper()
 	require.Error(t, err, msgAndArgs...)
-	require.ErrorIs(t, err, sandbox.ErrInvalidConfig, msgAndArgs...)
-	var de *sandbox.DecodeError
+	require.ErrorIs(t, err, pod.ErrInvalid, msgAndArgs...)
+	var de *pod.DecodeError
 	require.ErrorAs(t, err, &de, msgAndArgs...)
 	assert.Equal(t, field, de.Field, msgAndArgs...)
 	assert.NotEmpty(t, de.Reason, msgAndArgs...)
@@ -251,16 +251,16 @@ func TestDecodeConfigBadEnums(t *testing.T) {
 		{`{"linux":{"security_context":{"seccomp":{"profile_type":3}}}}`, "linux.security_context.seccomp.profile_type", "3"},
 		{`{"linux":{"security_context":{"apparmor":{"profile_type":"enforce"}}}}`, "linux.security_context.apparmor.profile_type", "enforce"},
 	} {
-		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		_, err := pod.Decode([]byte(tc.in))
 		de := requireDecodeError(t, err, tc.field, tc.in)
 		assert.Contains(t, de.Error(), tc.mentions, tc.in)
 		assert.Contains(t, de.Error(), tc.field, tc.in)
 	}
 
 	// The same in YAML.
-	_, err := sandbox.DecodeConfig([]byte("port_mappings:\n- protocol: tcp\n- protocol: icmp\n"))
+	_, err := pod.Decode([]byte("port_mappings:\n- protocol: tcp\n- protocol: icmp\n"))
 	requireDecodeError(t, err, "port_mappings[1].protocol")
-	_, err = sandbox.DecodeConfig([]byte("linux:\n  security_context:\n    namespace_options:\n      network: 5\n"))
+	_, err = pod.Decode([]byte("linux:\n  security_context:\n    namespace_options:\n      network: 5\n"))
 	requireDecodeError(t, err, nsOpts+".network")
 }
 
@@ -283,19 +283,19 @@ func TestDecodeConfigUnknownFields(t *testing.T) {
 		// The first unknown field in sorted order is the one reported.
 		{`{"zzz":1,"aaa":1,"metadata":{}}`, "aaa"},
 	} {
-		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		_, err := pod.Decode([]byte(tc.in))
 		de := requireDecodeError(t, err, tc.field, tc.in)
 		assert.Contains(t, de.Error(), tc.field, tc.in)
 	}
 
 	// In YAML as well.
-	_, err := sandbox.DecodeConfig([]byte("metadata:\n  name: a\nlinux:\n  security_context:\n    netwrok: 2\n"))
+	_, err := pod.Decode([]byte("metadata:\n  name: a\nlinux:\n  security_context:\n    netwrok: 2\n"))
 	requireDecodeError(t, err, "linux.security_context.netwrok")
-	_, err = sandbox.DecodeConfig([]byte("dns_config:\n  servers: [1.1.1.1]\n  serch: [a]\n"))
+	_, err = pod.Decode([]byte("dns_config:\n  servers: [1.1.1.1]\n  serch: [a]\n"))
 	requireDecodeError(t, err, "dns_config.serch")
 
 	// Keys of the free-form maps are data, not fields.
-	c, err := sandbox.DecodeConfig([]byte(`{
+	c, err := pod.Decode([]byte(`{
 		"labels": {"netwrok": "x", "Metadata": "y"},
 		"annotations": {"whatever/you.like": "z"},
 		"linux": {"sysctls": {"net.core.somaxconn": "1024"}, "resources": {"unified": {"anything": "1"}}}
@@ -324,7 +324,7 @@ func TestDecodeConfigWrongTypes(t *testing.T) {
 		{`{"linux":{"security_context":{"run_as_user":{"value":"0"}}}}`, "linux.security_context.run_as_user.value"},
 		{`{"linux":{"overhead":{"cpu_shares":9223372036854775808}}}`, "linux.overhead.cpu_shares"},
 	} {
-		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		_, err := pod.Decode([]byte(tc.in))
 		requireDecodeError(t, err, tc.field, tc.in)
 	}
 }
@@ -341,7 +341,7 @@ func TestDecodeConfigWrongTypePathHasIndexAndKey(t *testing.T) {
 		{`{"labels":{"app":1}}`, `labels["app"]`},
 		{`{"linux":{"sysctls":{"net.core.somaxconn":1024}}}`, `linux.sysctls["net.core.somaxconn"]`},
 	} {
-		_, err := sandbox.DecodeConfig([]byte(tc.in))
+		_, err := pod.Decode([]byte(tc.in))
 		requireDecodeError(t, err, tc.field, tc.in)
 	}
 }
@@ -368,7 +368,7 @@ func TestDecodeConfigMalformed(t *testing.T) {
 		"over the limit, whitespace": "{}" + strings.Repeat(" ", maxConfigSize),
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := sandbox.DecodeConfig([]byte(in))
+			c, err := pod.Decode([]byte(in))
 			assert.Nil(t, c)
 			requireDecodeError(t, err, "")
 		})
@@ -384,13 +384,13 @@ func TestDecodeConfigYAMLTrailingDocument(t *testing.T) {
 		"second with unknown": "metadata:\n  name: a\n---\nnetwrok: 2\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := sandbox.DecodeConfig([]byte(in))
+			c, err := pod.Decode([]byte(in))
 			assert.Nil(t, c)
 			requireDecodeError(t, err, "")
 		})
 	}
 	// A leading "---" or a final "..." is one document.
-	c, err := sandbox.DecodeConfig([]byte("---\nmetadata:\n  name: a\n...\n"))
+	c, err := pod.Decode([]byte("---\nmetadata:\n  name: a\n...\n"))
 	require.NoError(t, err)
 	assert.Equal(t, "a", c.Metadata.Name)
 }
@@ -399,21 +399,21 @@ func TestDecodeConfigSizeLimit(t *testing.T) {
 	prefix, suffix := `{"labels":{"a":"`, `"}}`
 	exact := prefix + strings.Repeat("x", maxConfigSize-len(prefix)-len(suffix)) + suffix
 	require.Len(t, exact, maxConfigSize)
-	c, err := sandbox.DecodeConfig([]byte(exact))
+	c, err := pod.Decode([]byte(exact))
 	require.NoError(t, err, "a config of exactly the limit decodes")
 	assert.Len(t, c.Labels["a"], maxConfigSize-len(prefix)-len(suffix))
 
-	de := requireDecodeError(t, func() error { _, err := sandbox.DecodeConfig([]byte(exact + " ")); return err }(), "")
+	de := requireDecodeError(t, func() error { _, err := pod.Decode([]byte(exact + " ")); return err }(), "")
 	assert.Contains(t, de.Reason, "4194304")
-	assert.Equal(t, maxConfigSize, sandbox.MaxConfigSize)
+	assert.Equal(t, maxConfigSize, pod.MaxSize)
 }
 
 func TestDecodeConfigEmptyObjectIsNotValidated(t *testing.T) {
-	// DecodeConfig decodes; Plan validates.
-	c, err := sandbox.DecodeConfig([]byte(" {} \n"))
+	// Decode decodes; Plan validates.
+	c, err := pod.Decode([]byte(" {} \n"))
 	require.NoError(t, err)
-	assert.Equal(t, &sandbox.Config{}, c)
-	c, err = sandbox.DecodeConfig([]byte(`{"metadata":{"name":"../../etc"},"linux":{"sysctls":{"kernel.panic":"1"}}}`))
+	assert.Equal(t, &pod.Config{}, c)
+	c, err = pod.Decode([]byte(`{"metadata":{"name":"../../etc"},"linux":{"sysctls":{"kernel.panic":"1"}}}`))
 	require.NoError(t, err)
 	assert.Equal(t, "../../etc", c.Metadata.Name)
 }
@@ -423,18 +423,18 @@ func TestLoadConfig(t *testing.T) {
 
 	t.Run("missing file", func(t *testing.T) {
 		path := filepath.Join(dir, "nope.json")
-		c, err := sandbox.LoadConfig(path)
+		c, err := pod.Load(path)
 		assert.Nil(t, c)
 		require.ErrorIs(t, err, fs.ErrNotExist)
-		assert.NotErrorIs(t, err, sandbox.ErrInvalidConfig)
+		assert.NotErrorIs(t, err, pod.ErrInvalid)
 		assert.Contains(t, err.Error(), path)
 	})
 
 	t.Run("a directory", func(t *testing.T) {
-		c, err := sandbox.LoadConfig(dir)
+		c, err := pod.Load(dir)
 		assert.Nil(t, c)
-		require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-		var de *sandbox.DecodeError
+		require.ErrorIs(t, err, pod.ErrInvalid)
+		var de *pod.DecodeError
 		require.ErrorAs(t, err, &de)
 		assert.Equal(t, dir, de.File)
 	})
@@ -448,10 +448,10 @@ func TestLoadConfig(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
 			require.NoError(t, os.WriteFile(path, []byte(content.data), 0o644))
-			c, err := sandbox.LoadConfig(path)
+			c, err := pod.Load(path)
 			assert.Nil(t, c)
-			require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
-			var de *sandbox.DecodeError
+			require.ErrorIs(t, err, pod.ErrInvalid)
+			var de *pod.DecodeError
 			require.ErrorAs(t, err, &de)
 			assert.Equal(t, path, de.File)
 			assert.Equal(t, content.field, de.Field)
@@ -462,14 +462,14 @@ func TestLoadConfig(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		path := filepath.Join(dir, "big.json")
 		require.NoError(t, os.WriteFile(path, append([]byte("{}"), bytes.Repeat([]byte(" "), maxConfigSize)...), 0o644))
-		_, err := sandbox.LoadConfig(path)
-		var de *sandbox.DecodeError
+		_, err := pod.Load(path)
+		var de *pod.DecodeError
 		require.ErrorAs(t, err, &de)
 		assert.Equal(t, path, de.File)
 	})
 }
 
-// LoadConfig refuses what is not a regular file: typed, without blocking
+// Load refuses what is not a regular file: typed, without blocking
 // (a FIFO without a writer blocked its open forever) and without reading
 // from it (it read a FIFO until its writer closed, and /dev/zero to the
 // size limit).
@@ -504,23 +504,23 @@ func TestLoadConfigRefusesWhatIsNotARegularFile(t *testing.T) {
 	for name, path := range paths {
 		t.Run(name, func(t *testing.T) {
 			type result struct {
-				c   *sandbox.Config
+				c   *pod.Config
 				err error
 			}
 			done := make(chan result, 1)
 			go func() {
-				c, err := sandbox.LoadConfig(path)
+				c, err := pod.Load(path)
 				done <- result{c, err}
 			}()
 			var r result
 			select {
 			case r = <-done:
 			case <-time.After(10 * time.Second):
-				t.Fatalf("LoadConfig(%s) blocks", path) // and its goroutine stays blocked
+				t.Fatalf("Load(%s) blocks", path) // and its goroutine stays blocked
 			}
 			assert.Nil(t, r.c)
-			require.ErrorIs(t, r.err, sandbox.ErrInvalidConfig)
-			var de *sandbox.DecodeError
+			require.ErrorIs(t, r.err, pod.ErrInvalid)
+			var de *pod.DecodeError
 			require.ErrorAs(t, r.err, &de)
 			assert.Equal(t, path, de.File)
 			assert.Contains(t, de.Reason, "not a regular file")
@@ -536,7 +536,7 @@ func TestLoadConfigRefusesWhatIsNotARegularFile(t *testing.T) {
 }
 
 // Reading standard input (crictl's "-") is the caller's: it reads at most
-// MaxConfigSize+1 bytes and decodes them.
+// MaxSize+1 bytes and decodes them.
 func TestDecodeConfigFromAPipe(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("testdata", "pod-config.yaml"))
 	require.NoError(t, err)
@@ -547,9 +547,9 @@ func TestDecodeConfigFromAPipe(t *testing.T) {
 		defer w.Close()
 		w.Write(data)
 	}()
-	in, err := io.ReadAll(io.LimitReader(r, sandbox.MaxConfigSize+1))
+	in, err := io.ReadAll(io.LimitReader(r, pod.MaxSize+1))
 	require.NoError(t, err)
-	c, err := sandbox.DecodeConfig(in)
+	c, err := pod.Decode(in)
 	require.NoError(t, err)
 	assert.Equal(t, crictlPod(), c)
 }
@@ -565,28 +565,28 @@ func TestDecodeConfigDuplicateKeys(t *testing.T) {
 		{`{"metadata":{"nmae":"a"},"metadata":{"name":"b"}}`, `{"metadata":{"name":"b"}}`},
 		{`{"linux":{"security_context":{"namespace_options":{"network":2}}},"linux":{"cgroup_parent":"/a"}}`, `{"linux":{"cgroup_parent":"/a"}}`},
 	} {
-		c, err := sandbox.DecodeConfig([]byte(tc.in))
+		c, err := pod.Decode([]byte(tc.in))
 		if err != nil {
 			requireDecodeError(t, err, decodeErrOf(err).Field, tc.in)
 			continue
 		}
-		want, err := sandbox.DecodeConfig([]byte(tc.lastWins))
+		want, err := pod.Decode([]byte(tc.lastWins))
 		require.NoError(t, err)
 		assert.Equal(t, want, c, "%s decodes to a merge of its duplicate keys", tc.in)
 	}
 
 	// YAML: the last value wins.
-	c, err := sandbox.DecodeConfig([]byte("linux:\n  security_context:\n    privileged: true\nlinux: {}\n"))
+	c, err := pod.Decode([]byte("linux:\n  security_context:\n    privileged: true\nlinux: {}\n"))
 	if err == nil {
 		assert.False(t, c.Privileged())
 	}
 }
 
-func decodeErrOf(err error) *sandbox.DecodeError {
-	var d *sandbox.DecodeError
+func decodeErrOf(err error) *pod.DecodeError {
+	var d *pod.DecodeError
 	errors.As(err, &d)
 	if d == nil {
-		return &sandbox.DecodeError{}
+		return &pod.DecodeError{}
 	}
 	return d
 }
@@ -604,12 +604,12 @@ func TestDecodeConfigRefusesDuplicateKeys(t *testing.T) {
 		`{"linux":{"sysctls":{"a.b":"1","a.b":"2"}}}`:              `linux.sysctls["a.b"]`,
 		`{"port_mappings":[{},{"protocol":"x","protocol":"TCP"}]}`: "port_mappings[1].protocol",
 	} {
-		_, err := sandbox.DecodeConfig([]byte(in))
+		_, err := pod.Decode([]byte(in))
 		requireDecodeError(t, err, field, in)
 		assert.Contains(t, err.Error(), "duplicate key", in)
 	}
-	_, err := sandbox.DecodeConfig([]byte("metadata:\n  name: a\n  name: b\n"))
-	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	_, err := pod.Decode([]byte("metadata:\n  name: a\n  name: b\n"))
+	require.ErrorIs(t, err, pod.ErrInvalid)
 	assert.Contains(t, err.Error(), "already")
 }
 
@@ -646,21 +646,21 @@ func TestDecodeConfigDeepNesting(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			data := []byte(in)
 			var err error
-			n := allocated(func() { _, err = sandbox.DecodeConfig(data) })
+			n := allocated(func() { _, err = pod.Decode(data) })
 			requireDecodeError(t, err, "")
-			assert.Less(t, n, uint64(64<<10), "DecodeConfig allocated %d bytes", n)
+			assert.Less(t, n, uint64(64<<10), "Decode allocated %d bytes", n)
 		})
 	}
 
 	// The bound is 32 levels, the top-level object included.
-	_, err := sandbox.DecodeConfig([]byte(`{"labels":{"a":` + strings.Repeat("[", 30) + strings.Repeat("]", 30) + `}}`))
+	_, err := pod.Decode([]byte(`{"labels":{"a":` + strings.Repeat("[", 30) + strings.Repeat("]", 30) + `}}`))
 	de := requireDecodeError(t, err, `labels["a"]`)
 	assert.NotContains(t, de.Reason, "nested")
-	_, err = sandbox.DecodeConfig([]byte(`{"labels":{"a":` + strings.Repeat("[", 31) + strings.Repeat("]", 31) + `}}`))
+	_, err = pod.Decode([]byte(`{"labels":{"a":` + strings.Repeat("[", 31) + strings.Repeat("]", 31) + `}}`))
 	de = requireDecodeError(t, err, "")
 	assert.Contains(t, de.Reason, "nested more than 32 levels")
 	// Brackets in strings are not nesting.
-	c, err := sandbox.DecodeConfig([]byte(`{"labels":{"a":"` + strings.Repeat(`[{\"\\`, n) + `"}}`))
+	c, err := pod.Decode([]byte(`{"labels":{"a":"` + strings.Repeat(`[{\"\\`, n) + `"}}`))
 	require.NoError(t, err)
 	assert.Equal(t, strings.Repeat(`[{"\`, n), c.Labels["a"])
 
@@ -674,10 +674,10 @@ func TestDecodeConfigDeepNesting(t *testing.T) {
 		"indentation": indented.String(),
 	} {
 		data := []byte(in)
-		n := allocated(func() { _, err = sandbox.DecodeConfig(data) })
+		n := allocated(func() { _, err = pod.Decode(data) })
 		de := requireDecodeError(t, err, "", name)
 		assert.Contains(t, de.Reason, "nested", name)
-		assert.Less(t, n, uint64(50<<20), "%s: DecodeConfig allocated %d bytes", name, n)
+		assert.Less(t, n, uint64(50<<20), "%s: Decode allocated %d bytes", name, n)
 	}
 }
 
@@ -724,14 +724,14 @@ func TestDecodeConfigCostIsBounded(t *testing.T) {
 			data := []byte(tc.in)
 			require.LessOrEqual(t, len(data), maxConfigSize)
 			var err error
-			n := allocated(func() { _, err = sandbox.DecodeConfig(data) })
+			n := allocated(func() { _, err = pod.Decode(data) })
 			if tc.refused == "" {
 				require.NoError(t, err)
 			} else {
-				require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+				require.ErrorIs(t, err, pod.ErrInvalid)
 				assert.Contains(t, decodeErrOf(err).Reason, tc.refused)
 			}
-			assert.Less(t, n, uint64(50<<20), "DecodeConfig allocated %d bytes", n)
+			assert.Less(t, n, uint64(50<<20), "Decode allocated %d bytes", n)
 		})
 	}
 }
@@ -743,11 +743,11 @@ func TestDecodeConfigYAMLAliases(t *testing.T) {
 		"linux:\n  overhead: &r {cpu_shares: 2}\n  resources:\n    <<: *r\n",
 		"\xef\xbb\xbf*a: &a x\n",
 	} {
-		_, err := sandbox.DecodeConfig([]byte(in))
+		_, err := pod.Decode([]byte(in))
 		de := requireDecodeError(t, err, "", in)
 		assert.Contains(t, de.Reason, "aliases", in)
 	}
-	c, err := sandbox.DecodeConfig([]byte("annotations:\n  a: Tom & Jerry\n  b: '*.example.com'\n  c: x*y&z\n"))
+	c, err := pod.Decode([]byte("annotations:\n  a: Tom & Jerry\n  b: '*.example.com'\n  c: x*y&z\n"))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"a": "Tom & Jerry", "b": "*.example.com", "c": "x*y&z"}, c.Annotations)
 }
@@ -767,7 +767,7 @@ func TestDecodeConfigYAMLDocuments(t *testing.T) {
 		"UTF-16":                    "\xff\xfem\x00:\x00 \x00{\x00}\x00",
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := sandbox.DecodeConfig([]byte(in))
+			c, err := pod.Decode([]byte(in))
 			assert.Nil(t, c)
 			requireDecodeError(t, err, "")
 		})
@@ -782,7 +782,7 @@ func TestDecodeConfigYAMLDocuments(t *testing.T) {
 		"marker-like in a string": "annotations: {a: \"--- \"}\nhostname: a\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := sandbox.DecodeConfig([]byte(in))
+			c, err := pod.Decode([]byte(in))
 			require.NoError(t, err)
 			assert.Equal(t, "a", c.Hostname)
 		})
@@ -795,8 +795,8 @@ func TestDecodeErrorEchoesAShortPrintablePrefix(t *testing.T) {
 	hash := "$y$j9T$PKdDWBqQpGzgLmm8KTvmL.$" + strings.Repeat("Q7xkz3vBd0", 4) + "abc"
 	shadow := filepath.Join(t.TempDir(), "shadow")
 	require.NoError(t, os.WriteFile(shadow, []byte("root:"+hash+":19500:0:99999:7:::\ndaemon:*:19500:0:99999:7:::\n"), 0o600))
-	_, err := sandbox.LoadConfig(shadow)
-	require.ErrorIs(t, err, sandbox.ErrInvalidConfig)
+	_, err := pod.Load(shadow)
+	require.ErrorIs(t, err, pod.ErrInvalid)
 	assert.NotContains(t, err.Error(), hash[len(hash)-40:])
 
 	long := strings.Repeat("x", 1000)
@@ -815,9 +815,9 @@ func TestDecodeErrorEchoesAShortPrintablePrefix(t *testing.T) {
 		"labels: {" + strings.Repeat("a: 1, ", 3000) + "}\n",
 		"linux: {security_context: {namespace_options: {network: " + long + "}}}\n",
 	} {
-		_, err := sandbox.DecodeConfig([]byte(in))
+		_, err := pod.Decode([]byte(in))
 		de := decodeErrOf(err)
-		require.ErrorIs(t, err, sandbox.ErrInvalidConfig, in)
+		require.ErrorIs(t, err, pod.ErrInvalid, in)
 		msg := de.Error()
 		assert.NotContains(t, msg, strings.Repeat("x", 33), in)
 		assert.NotContains(t, msg, "999999999999999999999999999999999", in)

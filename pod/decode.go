@@ -1,4 +1,4 @@
-package sandbox
+package pod
 
 import (
 	"bytes"
@@ -22,20 +22,20 @@ import (
 
 // DecodeError reports a pod config that does not decode: bad JSON or YAML,
 // a field of the wrong type, an unknown field, a bad enum value, a shape
-// beyond the bounds of a pod config, or (from LoadConfig) a file that is
+// beyond the bounds of a pod config, or (from Load) a file that is
 // not a regular file. Field is the field's path
 // ("linux.security_context.namespace_options.network"), when the error is
 // about one. A key or value from the input that Field or Reason echoes is
 // cut to a short, printable prefix.
 type DecodeError struct {
-	File   string // the file, for LoadConfig
+	File   string // the file, for Load
 	Field  string
 	Reason string
 }
 
 func (e *DecodeError) Error() string {
 	var b strings.Builder
-	b.WriteString("sandbox: ")
+	b.WriteString("pod: ")
 	if e.File != "" {
 		b.WriteString(e.File + ": ")
 	}
@@ -46,14 +46,18 @@ func (e *DecodeError) Error() string {
 	return b.String()
 }
 
-// Is makes a DecodeError match ErrInvalidConfig.
-func (e *DecodeError) Is(target error) bool { return target == ErrInvalidConfig }
+// ErrInvalid is matched by every error about a pod config that cannot be
+// used: a *DecodeError here, and sandbox's validation errors.
+var ErrInvalid = errors.New("invalid pod config")
 
-// MaxConfigSize bounds a pod config: DecodeConfig refuses a larger one and
-// LoadConfig reads no more. A caller that reads a stream (standard input,
-// for crictl's "-") reads at most MaxConfigSize+1 bytes of it, for instance
-// with io.LimitReader, and passes them to DecodeConfig.
-const MaxConfigSize = 4 << 20
+// Is makes a DecodeError match ErrInvalid.
+func (e *DecodeError) Is(target error) bool { return target == ErrInvalid }
+
+// MaxSize bounds a pod config: Decode refuses a larger one and
+// Load reads no more. A caller that reads a stream (standard input,
+// for crictl's "-") reads at most MaxSize+1 bytes of it, for instance
+// with io.LimitReader, and passes them to Decode.
+const MaxSize = 4 << 20
 
 // The shape of a config is bounded before any parser sees it, in one pass
 // over its bytes, so that decoding costs time and memory linear in its
@@ -77,12 +81,12 @@ const (
 	maxYAMLIndicators = 1 << 13
 )
 
-// DecodeConfig decodes a pod config in JSON or YAML (crictl's pod config
+// Decode decodes a pod config in JSON or YAML (crictl's pod config
 // format). Unknown fields and duplicate keys are errors, not ignored. The
 // config is not validated; Builder.Plan does that.
-func DecodeConfig(data []byte) (*Config, error) {
-	if len(data) > MaxConfigSize {
-		return nil, &DecodeError{Reason: fmt.Sprintf("larger than %d bytes", MaxConfigSize)}
+func Decode(data []byte) (*Config, error) {
+	if len(data) > MaxSize {
+		return nil, &DecodeError{Reason: fmt.Sprintf("larger than %d bytes", MaxSize)}
 	}
 	js := bytes.TrimSpace(data)
 	if len(js) == 0 {
@@ -285,19 +289,19 @@ func oneYAMLDocument(y []byte) bool {
 	return true
 }
 
-// LoadConfig reads and decodes a pod config file; errors name the file. It
+// Load reads and decodes a pod config file; errors name the file. It
 // refuses anything but a regular file (a FIFO, a device, a directory, a
 // socket) without reading from it or waiting for a writer, and reads no
-// more than MaxConfigSize+1 bytes. Standard input is its caller's to read
-// (see MaxConfigSize).
-func LoadConfig(path string) (*Config, error) {
+// more than MaxSize+1 bytes. Standard input is its caller's to read
+// (see MaxSize).
+func Load(path string) (*Config, error) {
 	c, err := loadConfig(path)
 	var de *DecodeError
 	switch {
 	case errors.As(err, &de):
 		de.File = path
 	case err != nil:
-		err = fmt.Errorf("sandbox: pod config: %w", err)
+		err = fmt.Errorf("pod: config: %w", err)
 	}
 	return c, err
 }
@@ -324,11 +328,11 @@ func loadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, err
 	}
-	return DecodeConfig(data)
+	return Decode(data)
 }
 
 // regular refuses a file that is not a regular file.
