@@ -9,8 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/selinux/go-selinux/label"
@@ -45,14 +46,16 @@ const (
 	// StepNetns creates and pins the network namespace, lo up (not for
 	// host-network pods).
 	StepNetns Step = "netns"
+	// StepSpec writes config.json (before the network gives addresses:
+	// nothing in it depends on them).
+	StepSpec Step = "spec"
 	// StepNetwork attaches the network namespace to the node's network
 	// (not for host-network pods; without a Network, or with none
-	// configured, it does nothing).
-	StepNetwork Step = "network"
-	// StepSpec writes config.json. Without a Runtime, the sandbox is then
+	// configured, it does nothing). Without a Runtime, the sandbox is then
 	// built.
-	StepSpec Step = "spec"
-	// StepCreate creates the pause container (with a Runtime only).
+	StepNetwork Step = "network"
+	// StepCreate creates the pause container (with a Runtime only), at the
+	// same time as StepNetwork attaches.
 	StepCreate Step = "create"
 	// StepStart starts the pause container (with a Runtime only); the
 	// sandbox is then built.
@@ -61,7 +64,7 @@ const (
 
 // Steps returns the steps of a Build in order.
 func Steps() []Step {
-	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepNetwork, StepSpec, StepCreate, StepStart}
+	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepSpec, StepNetwork, StepCreate, StepStart}
 }
 
 // Builder builds and destroys sandboxes on one node. It is safe for
@@ -196,12 +199,19 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 
 // build is one Build in progress.
 type build struct {
-	b       *Builder
-	p       *plan
-	j       *journal.Journal
+	b *Builder
+	p *plan
+	j *journal.Journal
+
+	mu      sync.Mutex // two steps may run at once
 	timings []StepTiming
-	t0      time.Time // when the current step started
-	durable bool      // records from now on are fsynced
+	durable bool // records from now on are fsynced
+}
+
+// step is one step of a Build and what it does.
+type step struct {
+	step Step
+	run  func(context.Context) error
 }
 
 // Build builds the sandbox cfg asks for and returns it: with a Runtime its
@@ -223,55 +233,100 @@ func (b *Builder) Build(ctx context.Context, cfg *pod.Config) (*Sandbox, error) 
 	b.labels.hold(p.processLabel)
 	bl := &build{b: b, p: p}
 	bl.timed(StepValidate, start, nil)
-	noRuntime := b.opts.Runtime == nil
-	steps := []struct {
-		step Step
-		run  func(context.Context) error
-		skip bool
-	}{
-		{StepReserve, bl.reserve, false},
-		{StepDirs, bl.dirs, false},
-		{StepFiles, bl.files, false},
-		{StepRootfs, bl.bindRootfs, false},
-		{StepShm, bl.shm, p.hostIPC},
-		{StepNetns, bl.netns, p.hostNetwork},
-		{StepNetwork, bl.network, p.hostNetwork},
-		{StepSpec, bl.spec, false},
-		{StepCreate, bl.create, noRuntime},
-		{StepStart, bl.start, noRuntime},
-	}
-	last := StepStart
-	if noRuntime {
-		last = StepSpec
-	}
-	for _, s := range steps {
-		if s.skip {
-			continue
+	// Each phase's steps run at once: the network's attach and the
+	// runtime's create are independent once the netns is pinned and
+	// config.json written.
+	var phases [][]step
+	add := func(skip bool, steps ...step) {
+		if !skip {
+			phases = append(phases, steps)
 		}
-		bl.t0 = time.Now()
-		err := ctx.Err()
-		if err == nil {
-			err = b.hook(ctx, p.ID, s.step)
-		}
+	}
+	rt := b.opts.Runtime != nil
+	add(false, step{StepReserve, bl.reserve})
+	add(false, step{StepDirs, bl.dirs})
+	add(false, step{StepFiles, bl.files})
+	add(false, step{StepRootfs, bl.bindRootfs})
+	add(p.hostIPC, step{StepShm, bl.shm})
+	add(p.hostNetwork, step{StepNetns, bl.netns})
+	add(false, step{StepSpec, bl.spec})
+	var attach []step
+	if !p.hostNetwork {
+		attach = append(attach, step{StepNetwork, bl.network})
+	}
+	if rt {
+		attach = append(attach, step{StepCreate, bl.create})
+	}
+	add(len(attach) == 0, attach...)
+	add(!rt, step{StepStart, bl.start})
+	for i, phase := range phases {
+		failed, err := bl.together(ctx, phase, i == len(phases)-1)
 		if errors.Is(err, testhook.ErrCrash) {
 			bl.crash()
-			return nil, &StepError{ID: p.ID, Step: s.step, Err: err}
+			return nil, &StepError{ID: p.ID, Step: failed, Err: err}
 		}
-		if err == nil {
-			err = s.run(ctx)
-		}
-		if err == nil && s.step == last {
-			err = bl.markBuilt(last)
-		}
-		bl.timed(s.step, bl.t0, err)
 		if err != nil {
-			return nil, bl.fail(ctx, s.step, err)
+			return nil, bl.fail(ctx, failed, err)
 		}
 	}
 	sb := p.Sandbox
 	sb.State, sb.Timings, sb.journal = StateBuilt, bl.timings, bl.j.Snapshot()
 	bl.j.Close()
 	return sb, nil
+}
+
+// together runs the steps of a phase at once and returns the step that
+// failed first, with its error; when one fails the others are cancelled.
+// The last phase's step also marks the sandbox built.
+func (bl *build) together(ctx context.Context, steps []step, last bool) (Step, error) {
+	if len(steps) == 1 {
+		return steps[0].step, bl.runStep(ctx, steps[0], last)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(steps))
+	var first atomic.Int32
+	first.Store(-1)
+	var wg sync.WaitGroup
+	for i, s := range steps {
+		wg.Go(func() {
+			if errs[i] = bl.runStep(ctx, s, false); errs[i] != nil {
+				first.CompareAndSwap(-1, int32(i))
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	// A crash stops the Build wherever it comes: it wins over a failure
+	// (as a process's death would).
+	i := slices.IndexFunc(errs, func(err error) bool { return errors.Is(err, testhook.ErrCrash) })
+	if i < 0 {
+		i = int(first.Load())
+	}
+	if i < 0 {
+		return "", nil
+	}
+	return steps[i].step, errs[i]
+}
+
+// runStep runs one step, after the hooks, and times it.
+func (bl *build) runStep(ctx context.Context, s step, last bool) error {
+	t0 := time.Now()
+	err := ctx.Err()
+	if err == nil {
+		err = bl.b.hook(ctx, bl.p.ID, s.step)
+	}
+	if errors.Is(err, testhook.ErrCrash) {
+		return err
+	}
+	if err == nil {
+		err = s.run(ctx)
+	}
+	if err == nil && last {
+		err = bl.markBuilt(s.step, t0)
+	}
+	bl.timed(s.step, t0, err)
+	return err
 }
 
 func (b *Builder) hook(ctx context.Context, id string, step Step) error {
@@ -285,7 +340,13 @@ func (b *Builder) hook(ctx context.Context, id string, step Step) error {
 
 func (bl *build) timed(step Step, t0 time.Time, err error) {
 	d := time.Since(t0)
+	bl.mu.Lock()
+	defer bl.mu.Unlock()
 	bl.timings = append(bl.timings, StepTiming{Step: step, Duration: d})
+	// In step order, also for steps that ran at once.
+	slices.SortStableFunc(bl.timings, func(a, b StepTiming) int {
+		return slices.Index(Steps(), a.Step) - slices.Index(Steps(), b.Step)
+	})
 	bl.b.log.Debug("sandbox build step", "id", bl.p.ID, "step", string(step), "duration", d, "error", err)
 	if bl.b.opts.OnStep != nil {
 		bl.b.opts.OnStep(StepEvent{ID: bl.p.ID, Step: step, Duration: d, Err: err})
@@ -321,8 +382,12 @@ func (bl *build) crash() {
 	bl.b.labels.release(bl.p.processLabel)
 }
 
-// record appends an undo record before its step acts.
-func (bl *build) record(r journal.Record) error {
+// record appends an undo record before its step acts. From a durable one
+// on (the network's), records are fsynced.
+func (bl *build) record(r journal.Record, durable bool) error {
+	bl.mu.Lock()
+	defer bl.mu.Unlock()
+	bl.durable = bl.durable || durable
 	_, err := bl.j.Append(r, bl.durable)
 	return err
 }
@@ -350,7 +415,7 @@ func (bl *build) reserve(context.Context) error {
 }
 
 func (bl *build) dirs(context.Context) error {
-	if err := bl.record(journal.Record{Op: opRemoveDir, Path: bl.p.BundleDir}); err != nil {
+	if err := bl.record(journal.Record{Op: opRemoveDir, Path: bl.p.BundleDir}, false); err != nil {
 		return err
 	}
 	return os.Mkdir(bl.p.BundleDir, 0o700)
@@ -377,7 +442,7 @@ func (bl *build) files(context.Context) error {
 }
 
 func (bl *build) bindRootfs(context.Context) error {
-	if err := bl.record(journal.Record{Op: opUnmount, Path: bl.p.Files.Rootfs}); err != nil {
+	if err := bl.record(journal.Record{Op: opUnmount, Path: bl.p.Files.Rootfs}, false); err != nil {
 		return err
 	}
 	rootfs, err := bl.b.Prepare()
@@ -388,14 +453,14 @@ func (bl *build) bindRootfs(context.Context) error {
 }
 
 func (bl *build) shm(context.Context) error {
-	if err := bl.record(journal.Record{Op: opUnmount, Path: bl.p.Files.Shm}); err != nil {
+	if err := bl.record(journal.Record{Op: opUnmount, Path: bl.p.Files.Shm}, false); err != nil {
 		return err
 	}
 	return bl.b.opts.Host.MountShm(bl.p.Files.Shm, bl.p.ShmSize, bl.p.mountLabel)
 }
 
 func (bl *build) netns(context.Context) error {
-	if err := bl.record(journal.Record{Op: opNetnsRemove, Path: bl.p.NetnsPath}); err != nil {
+	if err := bl.record(journal.Record{Op: opNetnsRemove, Path: bl.p.NetnsPath}, false); err != nil {
 		return err
 	}
 	path, err := bl.b.opts.Host.CreateNetNS(bl.b.opts.NetnsDir, bl.b.netnsName(bl.p.ID))
@@ -407,13 +472,6 @@ func (bl *build) netns(context.Context) error {
 
 func (bl *build) spec(context.Context) error {
 	p := bl.p
-	if len(p.IPs) > 0 {
-		ips := make([]string, len(p.IPs))
-		for i, ip := range p.IPs {
-			ips[i] = ip.String()
-		}
-		p.Spec.Annotations[spec.AnnotationIP] = strings.Join(ips, ",")
-	}
 	// The bundle is this Build's alone until it returns: config.json is
 	// written in place (a crash's half file goes with the bundle).
 	return spec.Save(p.BundleDir, p.Spec, spec.SaveOptions{New: true})

@@ -11,10 +11,12 @@
 // at once in a *ConfigError, sorted by field path. Build runs the steps
 // (Steps): reserve the name, make the bundle dir, write resolv.conf,
 // hostname and hosts, bind the shared pause rootfs, mount /dev/shm, create
-// and pin the network namespace, attach it to the network, write
-// config.json, and with a Runtime create and start the pause. Find and
-// List read sandboxes back; Sandbox.Stop is CRI's StopPodSandbox,
-// Sandbox.Destroy its RemovePodSandbox; Recover, at start-up, finishes
+// and pin the network namespace, write config.json, attach the namespace
+// to the network while (with a Runtime) the pause is created, and start
+// it. BuildOrGet is Build for callers that retry, as kubelet does. Find
+// and List read sandboxes back; Sandbox.Stop is CRI's StopPodSandbox,
+// Sandbox.Destroy its RemovePodSandbox (both kill and reap the pause, then
+// delete it while the network detaches); Recover, at start-up, finishes
 // what crashes left.
 //
 // # The journal

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/podsmith/podsmith/internal/boot"
@@ -76,13 +77,15 @@ func beginRecords(p *plan, link string) ([]journal.Record, error) {
 // markBuilt records that the sandbox is built, as part of its last step.
 // Durable when the journal is: after a power loss, a Recover must not take
 // a built sandbox for an unfinished one.
-func (bl *build) markBuilt(last Step) error {
-	timings := append(bl.timings[:len(bl.timings):len(bl.timings)], StepTiming{Step: last, Duration: time.Since(bl.t0)})
+func (bl *build) markBuilt(last Step, t0 time.Time) error {
+	bl.mu.Lock()
+	timings := append(slices.Clip(bl.timings), StepTiming{Step: last, Duration: time.Since(t0)})
+	bl.mu.Unlock()
 	data, err := json.Marshal(builtRecord{IPs: bl.p.IPs, Pid: bl.p.PausePid, Timings: timings})
 	if err != nil {
 		return err
 	}
-	return bl.record(journal.Record{Op: opBuilt, Data: data})
+	return bl.record(journal.Record{Op: opBuilt, Data: data}, false)
 }
 
 // fromRecords makes a Sandbox of its journal's records; locked says
@@ -188,14 +191,25 @@ func (b *Builder) replay(ctx context.Context, j *journal.Journal) error {
 func (b *Builder) undoAll(ctx context.Context, j *journal.Journal, match func(op string) bool, after string) error {
 	recs := j.Records()
 	undone := undoneSet(recs)
-	var errs []error
-	var done []journal.Record
+	var pending []journal.Record
 	for i := len(recs) - 1; i >= 0; i-- {
-		r := recs[i]
-		if !isUndo(r.Op) || !match(r.Op) || undone[r.Seq] {
+		if r := recs[i]; isUndo(r.Op) && match(r.Op) && !undone[r.Seq] {
+			pending = append(pending, r)
+		}
+	}
+	results := make([]error, len(pending))
+	for i := 0; i < len(pending); i++ {
+		if i+1 < len(pending) && pairable(pending[i].Op, pending[i+1].Op) {
+			results[i], results[i+1] = b.undoPair(ctx, pending[i], pending[i+1])
+			i++
 			continue
 		}
-		if err := b.undo(ctx, r); err != nil {
+		results[i] = b.undo(ctx, pending[i])
+	}
+	var errs []error
+	var done []journal.Record
+	for i, r := range pending {
+		if err := results[i]; err != nil {
 			path := r.Path
 			if path == "" {
 				path = r.Name // a sandbox, a container, a label
@@ -216,6 +230,30 @@ func (b *Builder) undoAll(ctx context.Context, j *journal.Journal, match func(op
 	return errors.Join(errs...)
 }
 
+// pairable says whether two undo records next to each other are a pause
+// container and a network attachment, which a Build makes at once.
+func pairable(a, b string) bool {
+	return a != b && (a == opRemovePause || a == opDetach) && (b == opRemovePause || b == opDetach)
+}
+
+// undoPair undoes a pause container and a network attachment (pairable):
+// the pause is killed and reaped first, then its delete and the network's
+// detach run at once. It returns x's error and y's.
+func (b *Builder) undoPair(ctx context.Context, x, y journal.Record) (xerr, yerr error) {
+	pause, net, perr, nerr := x, y, &xerr, &yerr
+	if x.Op == opDetach {
+		pause, net, perr, nerr = y, x, &yerr, &xerr
+	}
+	*perr = b.stopPause(ctx, pause.Name)
+	var wg sync.WaitGroup
+	if *perr == nil {
+		wg.Go(func() { *perr = b.deletePause(ctx, pause.Name, pause.Path) })
+	}
+	*nerr = b.detach(ctx, net.Data)
+	wg.Wait()
+	return xerr, yerr
+}
+
 // undo undoes one record. Each undo treats "never happened" and "already
 // undone" (by this process, another, or a reboot) as success.
 func (b *Builder) undo(ctx context.Context, r journal.Record) error {
@@ -234,7 +272,10 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 	case opDetach:
 		return b.detach(ctx, r.Data)
 	case opRemovePause:
-		return b.removePause(ctx, r.Name, r.Path)
+		if err := b.stopPause(ctx, r.Name); err != nil {
+			return err
+		}
+		return b.deletePause(ctx, r.Name, r.Path)
 	}
 	return fmt.Errorf("unknown journal operation %q", r.Op)
 }

@@ -62,8 +62,7 @@ func (bl *build) network(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	bl.durable = true
-	if err := bl.record(journal.Record{Op: opDetach, Name: bl.p.ID, Data: data}); err != nil {
+	if err := bl.record(journal.Record{Op: opDetach, Name: bl.p.ID, Data: data}, true); err != nil {
 		return err
 	}
 	if err := bl.b.syncNames(); err != nil {

@@ -20,7 +20,6 @@ import (
 	"github.com/podsmith/podsmith/netns/cni"
 	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
-	"github.com/podsmith/podsmith/spec"
 )
 
 // netFixture is a real-host Builder on a test CNI network.
@@ -75,7 +74,6 @@ func TestNetworkBuildAndDestroy(t *testing.T) {
 	ip := sb.IPs[0]
 	assert.True(t, f.net.Subnet.Contains(ip))
 	assert.Equal(t, []string{ip.String()}, f.net.Allocations())
-	assert.Equal(t, ip.String(), sb.Spec.Annotations[spec.AnnotationIP])
 	hosts, err := os.ReadFile(sb.Files.Hosts)
 	require.NoError(t, err)
 	assert.Contains(t, string(hosts), ip.String()+"\tweb\n")

@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"regexp"
+	"sync"
 	"testing"
 
 	"context"
@@ -25,8 +26,42 @@ func realOptionsAt(root string, opts sandbox.Options) (sandbox.Options, error) {
 }
 
 // beforeStep adds a hook that runs before each step of the Builds made
-// with o (sandboxtest's FailAt and CrashAt are made of it).
+// with o (sandboxtest's FailAt and CrashAt are made of it). Steps that one
+// Build runs at once (network and create) call it in turn.
 func beforeStep(o sandbox.Options, fn func(ctx context.Context, id string, s sandbox.Step) error) sandbox.Options {
+	var t turns
+	return concurrentBeforeStep(o, func(ctx context.Context, id string, s sandbox.Step) error {
+		defer t.take(id)()
+		return fn(ctx, id, s)
+	})
+}
+
+// turns makes the calls of one sandbox's steps, which may run at once,
+// take turns; other sandboxes' calls go on meanwhile.
+type turns struct {
+	mu  sync.Mutex
+	per map[string]*sync.Mutex
+}
+
+// take waits for id's turn and returns its end.
+func (t *turns) take(id string) (done func()) {
+	t.mu.Lock()
+	if t.per == nil {
+		t.per = map[string]*sync.Mutex{}
+	}
+	l := t.per[id]
+	if l == nil {
+		l = new(sync.Mutex)
+		t.per[id] = l
+	}
+	t.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// concurrentBeforeStep is beforeStep for hooks that must run at the same
+// time as each other.
+func concurrentBeforeStep(o sandbox.Options, fn func(ctx context.Context, id string, s sandbox.Step) error) sandbox.Options {
 	testhook.SetBeforeStep(&o, func(ctx context.Context, id, step string) error { return fn(ctx, id, sandbox.Step(step)) })
 	return o
 }

@@ -54,7 +54,13 @@ func newHookedBuilder(t *testing.T, during func(id string, s sandbox.Step)) (*sa
 	dir := t.TempDir()
 	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
 	require.NoError(t, err)
-	opts := beforeStep(sandbox.Options{
+	var turn turns
+	hooked := during
+	during = func(id string, s sandbox.Step) {
+		defer turn.take(id)()
+		hooked(id, s)
+	}
+	opts := concurrentBeforeStep(sandbox.Options{
 		StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), NetnsDir: filepath.Join(dir, "netns"),
 	}, func(_ context.Context, id string, s sandbox.Step) error {
 		during(id, s)

@@ -61,9 +61,6 @@ const (
 	AnnotationNetnsPath = AnnotationPrefix + "netns-path"
 	// AnnotationPortMappings is the pod's port mappings as a JSON array.
 	AnnotationPortMappings = AnnotationPrefix + "port-mappings"
-	// AnnotationIP is the pod's IP addresses, comma-separated, primary
-	// first, once the network has given them.
-	AnnotationIP = AnnotationPrefix + "ip"
 	// AnnotationOverhead is the pod's overhead resources as JSON.
 	AnnotationOverhead = AnnotationPrefix + "overhead"
 	// AnnotationResources is the pod's resources (the sum of its

@@ -43,6 +43,7 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/podsmith/podsmith/internal/atomicfile"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/sandbox/internal/testhook"
 	"github.com/podsmith/podsmith/spec"
@@ -354,7 +355,8 @@ func (f networkFake) Attach(ctx context.Context, a *sandbox.NetworkAttachment) (
 			ip = ip.Next()
 		}
 		b, _ := json.Marshal(ip)
-		if err := os.WriteFile(f.file(a.SandboxID), b, 0o644); err != nil {
+		// Whole or not at all: a Build's process may die at any moment.
+		if err := atomicfile.WriteFile(f.file(a.SandboxID), b, atomicfile.Options{}); err != nil {
 			return err
 		}
 		return f.h.live("attachment", a.SandboxID, true)
@@ -407,7 +409,7 @@ func (f runtimeFake) load(id string) (specs.State, error) {
 
 func (f runtimeFake) save(st specs.State) error {
 	b, _ := json.Marshal(st)
-	return os.WriteFile(f.file(st.ID), b, 0o644)
+	return atomicfile.WriteFile(f.file(st.ID), b, atomicfile.Options{})
 }
 
 func (f runtimeFake) Create(ctx context.Context, id, bundle string) (int, error) {
