@@ -135,6 +135,46 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// Kill signals the process Create made through its pidfd, running no
+// runtime process; a Runtime that did not create the container (a
+// restarted process) asks the runtime.
+func TestKillThroughThePidfd(t *testing.T) {
+	f := newFixture(t, "runc", false)
+	log := filepath.Join(t.TempDir(), "calls")
+	script := filepath.Join(t.TempDir(), "runc")
+	runc, err := exec.LookPath("runc")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(script, []byte("#!/bin/sh\necho \"$*\" >> "+log+"\nexec "+runc+" \"$@\"\n"), 0o755))
+	rt, err := oci.New(oci.Options{Runtime: script, Root: f.rt.Root()})
+	require.NoError(t, err)
+	calls := func() string {
+		b, err := os.ReadFile(log)
+		require.NoError(t, err)
+		return string(b)
+	}
+	ctx := context.Background()
+	for _, kept := range []bool{true, false} {
+		id := randomID(t)
+		pid, err := rt.Create(ctx, id, f.bundle)
+		require.NoError(t, err)
+		f.lc.TrackProcess(pid)
+		require.NoError(t, rt.Start(ctx, id))
+		killer := rt
+		if !kept {
+			killer, err = oci.New(oci.Options{Runtime: script, Root: f.rt.Root()})
+			require.NoError(t, err)
+		}
+		require.NoError(t, killer.Kill(ctx, id, syscall.SIGKILL))
+		if kept {
+			assert.NotContains(t, calls(), " kill ", "no runtime process for the kill")
+		} else {
+			assert.Contains(t, calls(), " kill "+id)
+		}
+		require.NoError(t, rt.Wait(ctx, id))
+		require.NoError(t, rt.Delete(ctx, id))
+	}
+}
+
 func parentOf(t *testing.T, pid int) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

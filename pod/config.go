@@ -21,6 +21,10 @@ type Config struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
 	Linux        *LinuxConfig      `json:"linux,omitempty"`
+	// RuntimeHandler names the runtime that runs the pause (CRI's
+	// RunPodSandboxRequest.runtime_handler): one of the Builder's
+	// Options.RuntimeHandlers; empty means its Options.Runtime.
+	RuntimeHandler string `json:"runtime_handler,omitempty"`
 }
 
 // ShmSizeAnnotation sets a pod's /dev/shm size, a Kubernetes quantity

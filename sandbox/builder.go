@@ -242,7 +242,7 @@ func (b *Builder) Build(ctx context.Context, cfg *pod.Config) (*Sandbox, error) 
 			phases = append(phases, steps)
 		}
 	}
-	rt := b.opts.Runtime != nil
+	rt := b.runtime(cfg.RuntimeHandler) != nil
 	add(false, step{StepReserve, bl.reserve})
 	add(false, step{StepDirs, bl.dirs})
 	add(false, step{StepFiles, bl.files})

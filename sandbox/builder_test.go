@@ -172,9 +172,11 @@ func TestBuildAndDestroy(t *testing.T) {
 	// Destroyed by the second Builder: everything goes, in reverse.
 	require.NoError(t, loaded.Destroy(ctx))
 	assert.Equal(t, before, tree(t, b, h))
+	// The pause is killed and its netns unpinned first; then its delete
+	// and the network's detach run at once.
 	assert.Equal(t, []string{"bind", "mount-shm", "netns-create", "prepare", "attach", "create", "start",
-		"kill", "delete", "cgroup-remove", "detach", "netns-remove", "unmount", "unmount"},
-		inGroupOrder(inGroupOrder(kinds(), "prepare", "attach", "create"), "delete", "cgroup-remove", "detach"), "the pause goes first")
+		"kill", "netns-remove", "delete", "cgroup-remove", "detach", "unmount", "unmount"},
+		inGroupOrder(inGroupOrder(kinds(), "prepare", "attach", "create"), "delete", "cgroup-remove", "detach"))
 	require.NoError(t, sb.Destroy(ctx), "destroy twice")
 	_, err = b.Find(sb.ID)
 	require.ErrorIs(t, err, sandbox.ErrNotFound)
@@ -775,13 +777,14 @@ func TestStop(t *testing.T) {
 	assert.Equal(t, sandbox.StateStopped, sb.State)
 	left, err := h.Left()
 	require.NoError(t, err)
-	assert.Equal(t, []string{"mount " + sb.Files.Rootfs, "mount " + sb.Files.Shm, "netns " + sb.NetnsPath}, left,
-		"the pause is gone and the address released; the rest stays")
+	assert.Equal(t, []string{"mount " + sb.Files.Rootfs, "mount " + sb.Files.Shm}, left,
+		"the pause, the address and the netns are gone; the rest stays")
 	loaded, err := b.Find(sb.ID)
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.StateStopped, loaded.State, "not ready")
 	assert.Empty(t, loaded.IPs)
-	assert.FileExists(t, sb.NetnsPath)
+	assert.NoFileExists(t, sb.NetnsPath)
+	assert.DirExists(t, sb.BundleDir)
 	require.NoError(t, loaded.Stop(ctx), "twice")
 
 	require.NoError(t, sb.Destroy(ctx))

@@ -198,13 +198,16 @@ func (b *Builder) undoAll(ctx context.Context, j *journal.Journal, match func(op
 		}
 	}
 	results := make([]error, len(pending))
-	for i := 0; i < len(pending); i++ {
-		if i+1 < len(pending) && pairable(pending[i].Op, pending[i+1].Op) {
-			results[i], results[i+1] = b.undoPair(ctx, pending[i], pending[i+1])
-			i++
+	ran := make([]bool, len(pending))
+	for i := range pending {
+		if ran[i] {
 			continue
 		}
-		results[i] = b.undo(ctx, pending[i])
+		if i+1 < len(pending) && pairable(pending[i].Op, pending[i+1].Op) {
+			b.undoPair(ctx, pending, i, results, ran)
+			continue
+		}
+		results[i], ran[i] = b.undo(ctx, pending[i]), true
 	}
 	var errs []error
 	var done []journal.Record
@@ -236,22 +239,34 @@ func pairable(a, b string) bool {
 	return a != b && (a == opRemovePause || a == opDetach) && (b == opRemovePause || b == opDetach)
 }
 
-// undoPair undoes a pause container and a network attachment (pairable):
-// the pause is killed and reaped first, then its delete and the network's
-// detach run at once. It returns x's error and y's.
-func (b *Builder) undoPair(ctx context.Context, x, y journal.Record) (xerr, yerr error) {
-	pause, net, perr, nerr := x, y, &xerr, &yerr
-	if x.Op == opDetach {
-		pause, net, perr, nerr = y, x, &yerr, &xerr
+// undoPair undoes pending[i] and pending[i+1], a pause container and a
+// network attachment (pairable), setting their results and ran flags:
+// the pause is killed and reaped; then its netns pin goes, if pending too
+// (the kernel then tears the namespace and its interfaces down on its
+// own, where CNI's bridge plugin would delete the veth itself, 15 ms of
+// synchronous kernel work, before it releases the address); then the
+// container's delete and the network's detach run at once. A pause that
+// cannot be stopped keeps the usual order.
+func (b *Builder) undoPair(ctx context.Context, pending []journal.Record, i int, results []error, ran []bool) {
+	p, n := i, i+1
+	if pending[p].Op == opDetach {
+		p, n = n, p
 	}
-	*perr = b.stopPause(ctx, pause.Name)
+	rt, err := b.pauseRuntime(pending[p])
+	if err == nil {
+		err = stopPause(ctx, rt, pending[p].Name)
+	}
+	ns := slices.IndexFunc(pending, func(r journal.Record) bool { return r.Op == opNetnsRemove })
+	if err == nil && ns >= 0 {
+		results[ns], ran[ns] = b.undo(ctx, pending[ns]), true
+	}
 	var wg sync.WaitGroup
-	if *perr == nil {
-		wg.Go(func() { *perr = b.deletePause(ctx, pause.Name, pause.Path) })
+	wg.Go(func() { results[n] = b.detach(ctx, pending[n].Data) })
+	if err == nil {
+		err = b.deletePause(ctx, rt, pending[p])
 	}
-	*nerr = b.detach(ctx, net.Data)
 	wg.Wait()
-	return xerr, yerr
+	results[p], ran[p], ran[n] = err, true, true
 }
 
 // undo undoes one record. Each undo treats "never happened" and "already
@@ -272,10 +287,14 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 	case opDetach:
 		return b.detach(ctx, r.Data)
 	case opRemovePause:
-		if err := b.stopPause(ctx, r.Name); err != nil {
+		rt, err := b.pauseRuntime(r)
+		if err == nil {
+			err = stopPause(ctx, rt, r.Name)
+		}
+		if err != nil {
 			return err
 		}
-		return b.deletePause(ctx, r.Name, r.Path)
+		return b.deletePause(ctx, rt, r)
 	}
 	return fmt.Errorf("unknown journal operation %q", r.Op)
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -90,6 +91,10 @@ type Options struct {
 	// Runtime runs the pause container (package oci drives runc and
 	// crun). Nil: Build returns a ready bundle and starts nothing.
 	Runtime Runtime
+	// RuntimeHandlers are runtimes a pod may ask for by name
+	// (pod.Config.RuntimeHandler, CRI's runtime handler), "crun" say;
+	// Runtime is the handler "".
+	RuntimeHandlers map[string]Runtime
 	// Host makes the namespaces and mounts and the pause rootfs; nil means
 	// the real host (RealHost). sandboxtest provides a fake.
 	Host Host
@@ -178,6 +183,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Seccomp.Unset != pod.ProfileRuntimeDefault && o.Seccomp.Unset != pod.ProfileUnconfined {
 		probs.addf("Options.Seccomp.Unset", "%s: must be RuntimeDefault or Unconfined", o.Seccomp.Unset)
+	}
+	for name, rt := range o.RuntimeHandlers {
+		if name == "" || rt == nil {
+			probs.addf(fmt.Sprintf("Options.RuntimeHandlers[%q]", name), "a handler needs a name and a runtime (Runtime is the handler \"\")")
+		}
 	}
 	o.OCIVersion = cmp.Or(o.OCIVersion, spec.DefaultOCIVersion)
 	o.HostResolvConf = cmp.Or(o.HostResolvConf, dns.DefaultHostResolvConf)

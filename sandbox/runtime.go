@@ -2,60 +2,84 @@ package sandbox
 
 import (
 	"context"
-	"errors"
-	"io/fs"
+	"encoding/json"
+	"fmt"
 	"syscall"
-
-	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podsmith/podsmith/internal/journal"
 )
 
+// runtime returns the runtime of a handler ("" is Options.Runtime), nil
+// if the Builder has none.
+func (b *Builder) runtime(handler string) Runtime {
+	if handler == "" {
+		return b.opts.Runtime
+	}
+	return b.opts.RuntimeHandlers[handler]
+}
+
+// pauseRecord is the Data of a runtime-delete record: the handler whose
+// runtime made the container.
+type pauseRecord struct {
+	Handler string `json:"runtime_handler,omitempty"`
+}
+
 // create creates the pause container, its removal (and its cgroup's)
 // journaled first.
 func (bl *build) create(ctx context.Context) error {
-	if err := bl.record(journal.Record{Op: opRemovePause, Name: bl.p.ID, Path: bl.p.CgroupDir}, false); err != nil {
+	handler := bl.p.Config.RuntimeHandler
+	r := journal.Record{Op: opRemovePause, Name: bl.p.ID, Path: bl.p.CgroupDir}
+	if handler != "" {
+		r.Data, _ = json.Marshal(pauseRecord{handler})
+	}
+	if err := bl.record(r, false); err != nil {
 		return err
 	}
-	pid, err := bl.b.opts.Runtime.Create(ctx, bl.p.ID, bl.p.BundleDir)
+	pid, err := bl.b.runtime(handler).Create(ctx, bl.p.ID, bl.p.BundleDir)
 	bl.p.PausePid = pid
 	return err
 }
 
-func (bl *build) start(ctx context.Context) error { return bl.b.opts.Runtime.Start(ctx, bl.p.ID) }
-
-// A pause container is removed in two parts, kill and wait (stopPause),
-// then delete (deletePause): never a runtime's delete --force, which
-// sleeps in runc 1.1.
-
-// stopPause kills the pause and waits until it has exited. A container
-// that is gone is stopped.
-func (b *Builder) stopPause(ctx context.Context, id string) error {
-	rt := b.opts.Runtime
-	if rt == nil {
-		return errors.New("the journal holds a pause container, but the Builder has no Runtime to remove it")
-	}
-	st, err := rt.State(ctx, id)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return err
-	case st.Status != specs.StateStopped:
-		if err := rt.Kill(ctx, id, syscall.SIGKILL); err != nil {
-			return err
-		}
-		return rt.Wait(ctx, id)
-	}
-	return nil
+func (bl *build) start(ctx context.Context) error {
+	return bl.b.runtime(bl.p.Config.RuntimeHandler).Start(ctx, bl.p.ID)
 }
 
-// deletePause deletes a stopped pause container. A container that is gone
-// is deleted; Delete also clears what a create cut short left of the
-// runtime's state, and the cgroup it made, which the runtime never deletes
-// then, goes here (with whatever a killed create left in it).
-func (b *Builder) deletePause(ctx context.Context, id, cgroup string) error {
-	if err := b.opts.Runtime.Delete(ctx, id); err != nil || cgroup == "" {
+// pauseRuntime returns the runtime that made the pause of a runtime-delete
+// record.
+func (b *Builder) pauseRuntime(r journal.Record) (Runtime, error) {
+	var pr pauseRecord
+	if r.Data != nil {
+		if err := json.Unmarshal(r.Data, &pr); err != nil {
+			return nil, err
+		}
+	}
+	rt := b.runtime(pr.Handler)
+	if rt == nil {
+		return nil, fmt.Errorf("the journal holds a pause container of runtime handler %q, but the Builder has no such runtime to remove it", pr.Handler)
+	}
+	return rt, nil
+}
+
+// A runtime-delete record is undone in two parts, kill and wait
+// (stopPause), then delete (deletePause): never a runtime's delete
+// --force, which sleeps in runc 1.1. Each treats a container that is gone,
+// or whose process has exited, as done.
+
+// stopPause kills the pause and waits until it has exited.
+func stopPause(ctx context.Context, rt Runtime, id string) error {
+	if err := rt.Kill(ctx, id, syscall.SIGKILL); err != nil {
 		return err
 	}
-	return b.opts.Host.RemoveCgroup(ctx, cgroup)
+	return rt.Wait(ctx, id)
+}
+
+// deletePause deletes the stopped pause of a runtime-delete record. Delete
+// also clears what a create cut short left of the runtime's state, and
+// the cgroup it made, which the runtime never deletes then, goes here
+// (with whatever a killed create left in it).
+func (b *Builder) deletePause(ctx context.Context, rt Runtime, r journal.Record) error {
+	if err := rt.Delete(ctx, r.Name); err != nil || r.Path == "" {
+		return err
+	}
+	return b.opts.Host.RemoveCgroup(ctx, r.Path)
 }

@@ -207,15 +207,17 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.locked(ctx, "destroy", s.b.destroyLocked)
 }
 
-// Stop does what CRI's StopPodSandbox does: it removes the pause container
-// (with a Runtime: kill, wait, delete) and detaches the sandbox from its
-// network, releasing its addresses; the rest stays until Destroy. The
-// sandbox is then in StateStopped. It is idempotent. Like Destroy, it
-// waits for a Build in progress until ctx is done, then runs on a context
-// of its own.
+// Stop does what CRI's StopPodSandbox does (as containerd and CRI-O do
+// it): it removes the pause container (with a Runtime: kill, wait,
+// delete), detaches the sandbox from its network, releasing its
+// addresses, and removes its network namespace; the rest stays until
+// Destroy. The sandbox is then in StateStopped. It is idempotent. Like
+// Destroy, it waits for a Build in progress until ctx is done, then runs
+// on a context of its own.
 func (s *Sandbox) Stop(ctx context.Context) error {
 	return s.locked(ctx, "stop", func(uctx context.Context, j *journal.Journal) error {
-		if err := s.b.undoAll(uctx, j, func(op string) bool { return op == opDetach || op == opRemovePause }, opStopped); err != nil {
+		stops := func(op string) bool { return op == opDetach || op == opRemovePause || op == opNetnsRemove }
+		if err := s.b.undoAll(uctx, j, stops, opStopped); err != nil {
 			return err
 		}
 		s.IPs, s.PausePid, s.journal = nil, 0, j.Snapshot()
@@ -254,9 +256,9 @@ func (s *Sandbox) locked(ctx context.Context, op string, fn func(context.Context
 // container; an error matching ErrNotFound if there is none (a Builder
 // without a Runtime, a stopped sandbox).
 func (s *Sandbox) PauseState(ctx context.Context) (specs.State, error) {
-	rt := s.b.opts.Runtime
+	rt := s.b.runtime(s.Config.RuntimeHandler)
 	if rt == nil {
-		return specs.State{}, fmt.Errorf("%w: the Builder has no Runtime", ErrNotFound)
+		return specs.State{}, fmt.Errorf("%w: the Builder has no runtime for handler %q", ErrNotFound, s.Config.RuntimeHandler)
 	}
 	st, err := rt.State(ctx, s.ID)
 	if errors.Is(err, fs.ErrNotExist) {

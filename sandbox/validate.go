@@ -41,6 +41,9 @@ func checkPod(o Options) concern {
 		probs.metadata(cfg.Metadata)
 		probs.logDirectory(cfg.LogDirectory, o.StateDir, o.RunDir, o.NetnsDir)
 		probs.portMappings(cfg.PortMappings)
+		if h := cfg.RuntimeHandler; h != "" && o.RuntimeHandlers[h] == nil {
+			probs.addf("runtime_handler", "%q: the Builder has no runtime of that name", truncate(h))
+		}
 		size := probs.keyValues("labels", cfg.Labels) + probs.keyValues("annotations", cfg.Annotations)
 		if size > maxMetadataSize {
 			probs.addf("annotations", "labels and annotations together are %d bytes, more than %d", size, maxMetadataSize)
