@@ -126,6 +126,28 @@ func TestNetworkReleaseOnStop(t *testing.T) {
 	assert.Empty(t, f.lc.Leaked())
 }
 
+// With a pause, Stop unpins the netns before the DEL (the kernel then
+// removes the pod's veth, not the bridge plugin), and returns once the
+// veth is gone: nothing is left on the bridge, no address allocated.
+func TestStopWithAPauseLeavesNoVeth(t *testing.T) {
+	f := newNetFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
+	opts := f.b.Options()
+	opts.Runtime = testutil.NewRuntime(t, "runc")
+	b, lc := realBuilder(t, opts)
+	ctx := context.Background()
+	for range 3 {
+		sb, err := b.Build(ctx, podConfig("web"))
+		require.NoError(t, err)
+		lc.TrackProcess(sb.PausePid)
+		require.Len(t, f.net.Ports(), 1)
+		require.NoError(t, sb.Stop(ctx))
+		assert.Empty(t, f.net.Ports(), "the veth went with the netns before Stop returned")
+		assert.Empty(t, f.net.Allocations())
+		assert.NoFileExists(t, sb.NetnsPath)
+		require.NoError(t, sb.Destroy(ctx))
+	}
+}
+
 func TestNetworkTwoPodsAndCycles(t *testing.T) {
 	f := newNetFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 	ctx := context.Background()

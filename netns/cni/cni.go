@@ -374,13 +374,23 @@ func liveNetns(path string) string {
 // only after a whole chain's DEL): the retry has it, and a CollectNetwork
 // removes it once the sandbox is gone.
 func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) error {
-	list, rt, err := n.attachment(a, liveNetns(a.NetnsPath))
+	live := liveNetns(a.NetnsPath)
+	list, rt, err := n.attachment(a, live)
 	if err != nil {
 		return err
 	}
 	c, err := n.libcni(a.Dir)
 	if err != nil {
 		return err
+	}
+	// A netns unpinned just before (as a Stop does, once the pause is
+	// dead) takes the pod's veth with it a little later, where the bridge
+	// plugin would delete it itself (15 ms of synchronous kernel work):
+	// note the host's side of the pair, from the ADD's cached result, to
+	// wait for it to go.
+	var veths []string
+	if live == "" && a.NetnsPath != "" {
+		veths = hostInterfaces(c, list, rt)
 	}
 	deadline := time.Now().Add(n.opts.DelTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -395,7 +405,30 @@ func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) erro
 	if err != nil {
 		return &Error{Op: "DEL", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
 	}
+	if err := waitGone(ctx, veths); err != nil {
+		return &Error{Op: "DEL", Network: list.Name, SandboxID: a.SandboxID, Err: fmt.Errorf("the pod's interfaces %v outlived its network namespace: %w", veths, err)}
+	}
 	return nil
+}
+
+// hostInterfaces returns the host's side of the pod's interfaces, from
+// the ADD's cached result (none if there is none).
+func hostInterfaces(c *libcni.CNIConfig, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) []string {
+	cached, err := c.GetNetworkListCachedResult(list, rt)
+	if err != nil || cached == nil {
+		return nil
+	}
+	res, err := types100.NewResultFromResult(cached)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, i := range res.Interfaces {
+		if i != nil && i.Sandbox == "" {
+			names = append(names, i.Name)
+		}
+	}
+	return hostVeths(names)
 }
 
 // delEach runs DEL on each plugin of the chain, last first, each with the
