@@ -22,6 +22,7 @@ type monitorArgs struct {
 	Args   []string `json:"args,omitempty"`
 	ID     string   `json:"id"`
 	Bundle string   `json:"bundle"`
+	Run    bool     `json:"run,omitempty"` // run --detach, not create
 }
 
 // The monitor's protocol. Its fd 3 is its report to the caller: one line,
@@ -35,11 +36,11 @@ const (
 )
 
 // createMonitored runs the create in a monitor (see Options.Monitor).
-func (r *Runtime) createMonitored(ctx context.Context, id, bundle string) (int, error) {
+func (r *Runtime) createMonitored(ctx context.Context, id, bundle string, run bool) (int, error) {
 	fail := func(err error, out string) (int, error) {
-		return 0, &Error{Runtime: r.name, Op: "create", ID: id, Err: err, Output: out}
+		return 0, &Error{Runtime: r.name, Op: opName(run), ID: id, Err: err, Output: out}
 	}
-	arg, err := json.Marshal(monitorArgs{Bin: r.bin, Name: r.name, Root: r.root, Args: r.args, ID: id, Bundle: bundle})
+	arg, err := json.Marshal(monitorArgs{Bin: r.bin, Name: r.name, Root: r.root, Args: r.args, ID: id, Bundle: bundle, Run: run})
 	if err != nil {
 		return fail(err, "")
 	}
@@ -164,7 +165,7 @@ func MonitorMain(args []string) int {
 	}
 	created := make(chan result, 1)
 	go func() {
-		pid, err := r.create(ctx, m.ID, m.Bundle)
+		pid, err := r.create(ctx, m.ID, m.Bundle, m.Run)
 		created <- result{pid, err}
 	}()
 	var res result

@@ -136,7 +136,18 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string) (int, error) {
 	if err := checkID(id); err != nil {
 		return 0, err
 	}
-	return r.create(ctx, id, bundle)
+	return r.create(ctx, id, bundle, false)
+}
+
+// Run creates the container id from the bundle and starts its process, in
+// one runtime process (run --detach): Create and Start in one, a runtime
+// process fewer (some 5 ms of runc's). It returns the process's PID. When
+// ctx ends first, the run is killed; what it made is for Delete.
+func (r *Runtime) Run(ctx context.Context, id, bundle string) (int, error) {
+	if err := checkID(id); err != nil {
+		return 0, err
+	}
+	return r.create(ctx, id, bundle, true)
 }
 
 // Start starts a created container's process.

@@ -309,8 +309,14 @@ func anonymousFile(dir string) (*os.File, error) {
 
 // createCommand is the runtime's create of id; its process gets SIGKILL
 // if its parent dies first.
-func (r *Runtime) createCommand(id, bundle string) *exec.Cmd {
-	cmd := r.command("create", "--bundle", bundle, "--pid-file", filepath.Join(bundle, PidFile), id)
+// createCommand is the runtime's create, or with run its run --detach
+// (create and start in one process).
+func (r *Runtime) createCommand(id, bundle string, run bool) *exec.Cmd {
+	op := []string{"create"}
+	if run {
+		op = []string{"run", "--detach"}
+	}
+	cmd := r.command(append(op, "--bundle", bundle, "--pid-file", filepath.Join(bundle, PidFile), id)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
@@ -328,18 +334,18 @@ func readPid(bundle string) (int, error) {
 	return pid, nil
 }
 
-func (r *Runtime) create(ctx context.Context, id, bundle string) (int, error) {
+func (r *Runtime) create(ctx context.Context, id, bundle string, run bool) (int, error) {
 	fail := func(err error, out []byte) (int, error) {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w (%w)", err, cerr)
 		}
-		return 0, &Error{Runtime: r.name, Op: "create", ID: id, Err: err, Output: cleanOutput(out)}
+		return 0, &Error{Runtime: r.name, Op: opName(run), ID: id, Err: err, Output: cleanOutput(out)}
 	}
 	if err := r.mkRoot(); err != nil {
 		return fail(err, nil)
 	}
 	if r.mon != "" {
-		return r.createMonitored(ctx, id, bundle)
+		return r.createMonitored(ctx, id, bundle, run)
 	}
 	null, err := devNull()
 	if err != nil {
@@ -351,7 +357,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string) (int, error) {
 		return fail(err, nil)
 	}
 	defer errOut.Close()
-	cmd := r.createCommand(id, bundle)
+	cmd := r.createCommand(id, bundle, run)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, errOut
 	if err := startAndWait(ctx, cmd); err != nil {
 		out, _ := readAll(errOut)
@@ -365,8 +371,17 @@ func (r *Runtime) create(ctx context.Context, id, bundle string) (int, error) {
 	return pid, nil
 }
 
-// adopt keeps a pidfd of a container's process that Create just made: it
-// waits for Start, so the PID is still its own.
+// opName names a create or a run in errors.
+func opName(run bool) string {
+	if run {
+		return "run"
+	}
+	return "create"
+}
+
+// adopt keeps a pidfd of a container's process that Create (or Run) just
+// made: it waits for Start, or runs as a child of this process or of a
+// monitor, which has not reaped it, so the PID is still its own.
 func (r *Runtime) adopt(id string, pid int) {
 	if pidfd, err := openPidfd(pid); err == nil {
 		r.keepPidfd(id, pidfd)

@@ -135,6 +135,40 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// Run creates and starts in one runtime process; the rest of the life is
+// Create's.
+func TestRun(t *testing.T) {
+	for _, name := range []string{"runc", "crun"} {
+		for _, monitor := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/monitor=%v", name, monitor), func(t *testing.T) {
+				f := newFixture(t, name, monitor)
+				ctx := context.Background()
+				id := randomID(t)
+				pid, err := f.rt.Run(ctx, id, f.bundle)
+				require.NoError(t, err)
+				f.lc.TrackProcess(pid)
+				if monitor {
+					f.lc.TrackProcess(parentOf(t, pid))
+				}
+				st, err := f.rt.State(ctx, id)
+				require.NoError(t, err)
+				assert.Equal(t, specs.StateRunning, st.Status)
+				assert.Equal(t, pid, st.Pid)
+				require.NoError(t, f.rt.Kill(ctx, id, syscall.SIGKILL))
+				require.NoError(t, f.rt.Wait(ctx, id))
+				require.NoError(t, f.rt.Delete(ctx, id))
+				_, err = f.rt.State(ctx, id)
+				require.ErrorIs(t, err, oci.ErrNotExist)
+				_, err = f.rt.Run(ctx, id, filepath.Join(t.TempDir(), "no-bundle"))
+				var oe *oci.Error
+				require.ErrorAs(t, err, &oe)
+				assert.Equal(t, "run", oe.Op)
+				require.NoError(t, f.rt.Delete(ctx, id))
+			})
+		}
+	}
+}
+
 // Kill signals the process Create made through its pidfd, running no
 // runtime process; a Runtime that did not create the container (a
 // restarted process) asks the runtime.

@@ -12,7 +12,9 @@ import (
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
 
-func (r *Runtime) create(context.Context, string, string) (int, error) { return 0, ErrNotSupported }
+func (r *Runtime) create(context.Context, string, string, bool) (int, error) {
+	return 0, ErrNotSupported
+}
 
 func (r *Runtime) run(context.Context, string, string, ...string) ([]byte, error) {
 	return nil, ErrNotSupported

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -93,4 +94,49 @@ func TestRuntimeHandlers(t *testing.T) {
 	_, err = sandbox.NewBuilder(sandbox.Options{RuntimeHandlers: map[string]sandbox.Runtime{"": altOpts.Runtime, "x": nil}})
 	require.True(t, errors.As(err, &ce))
 	assert.Len(t, ce.Problems, 2)
+}
+
+// runRuntime has Run: the create step runs the pause, the start step does
+// nothing.
+type runRuntime struct {
+	sandbox.Runtime
+	runs, starts *atomic.Int32
+}
+
+func (r runRuntime) Run(ctx context.Context, id, bundle string) (int, error) {
+	r.runs.Add(1)
+	pid, err := r.Runtime.Create(ctx, id, bundle)
+	if err != nil {
+		return pid, err
+	}
+	return pid, r.Runtime.Start(ctx, id)
+}
+
+func (r runRuntime) Start(ctx context.Context, id string) error {
+	r.starts.Add(1)
+	return r.Runtime.Start(ctx, id)
+}
+
+func TestARuntimeThatRuns(t *testing.T) {
+	dir := t.TempDir()
+	h, err := sandboxtest.NewHost(filepath.Join(dir, "host"))
+	require.NoError(t, err)
+	opts := sandbox.Options{StateDir: dir + "/state", RunDir: dir + "/run", NetnsDir: dir + "/netns"}
+	require.NoError(t, h.Apply(&opts))
+	rr := runRuntime{opts.Runtime, new(atomic.Int32), new(atomic.Int32)}
+	opts.Runtime = rr
+	b, err := sandbox.NewBuilder(opts)
+	require.NoError(t, err)
+	ctx := context.Background()
+	sb, err := b.Build(ctx, podConfig("web"))
+	require.NoError(t, err)
+	assert.Equal(t, int32(1), rr.runs.Load())
+	assert.Zero(t, rr.starts.Load(), "Run started it")
+	st, err := sb.PauseState(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, specs.StateRunning, st.Status)
+	require.NoError(t, sb.Destroy(ctx))
+	left, err := h.Left()
+	require.NoError(t, err)
+	assert.Empty(t, left)
 }

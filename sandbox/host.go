@@ -134,7 +134,11 @@ type NetworkAttachment struct {
 // steps, having journaled the container's removal first, and Stop,
 // Destroy, a rollback and Recover remove the container (Kill, Wait,
 // Delete) before anything it uses. Containers are named by sandbox ID. An
-// implementation must be safe for concurrent use.
+// implementation must be safe for concurrent use. One that also has
+// Run(ctx, id, bundle string) (pid int, err error), as oci's, creating and
+// starting the container in one call, gets that from Build's create step
+// instead of Create (the pause then runs while the network attaches: it
+// needs nothing of it), and its start step has nothing left to do.
 type Runtime interface {
 	// Create creates the container from the bundle, its process waiting
 	// for Start, and returns the process's PID. A create cut short leaves

@@ -35,13 +35,29 @@ func (bl *build) create(ctx context.Context) error {
 	if err := bl.record(r, false); err != nil {
 		return err
 	}
-	pid, err := bl.b.runtime(handler).Create(ctx, bl.p.ID, bl.p.BundleDir)
+	rt := bl.b.runtime(handler)
+	create := rt.Create
+	if r, ok := rt.(runner); ok {
+		create = r.Run
+	}
+	pid, err := create(ctx, bl.p.ID, bl.p.BundleDir)
 	bl.p.PausePid = pid
 	return err
 }
 
+// runner is a Runtime that creates and starts a container in one call
+// (oci's Run: one runtime process instead of two).
+type runner interface {
+	Run(ctx context.Context, id, bundle string) (pid int, err error)
+}
+
+// start starts the pause, unless the create step ran it.
 func (bl *build) start(ctx context.Context) error {
-	return bl.b.runtime(bl.p.Config.RuntimeHandler).Start(ctx, bl.p.ID)
+	rt := bl.b.runtime(bl.p.Config.RuntimeHandler)
+	if _, ok := rt.(runner); ok {
+		return nil
+	}
+	return rt.Start(ctx, bl.p.ID)
 }
 
 // pauseRuntime returns the runtime that made the pause of a runtime-delete
