@@ -10,9 +10,9 @@ ifeq ($(shell id -u),0)
 export PODSMITH_REQUIRE_ROOT := 1
 endif
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
-MODULES := . $(patsubst %/go.mod,%,$(wildcard examples/go.mod))
+MODULES := . $(patsubst %/go.mod,%,$(wildcard cri/go.mod examples/go.mod))
 
-.PHONY: test deps lint fmt vet staticcheck unit demo podctl bench clean
+.PHONY: test deps lint fmt vet staticcheck unit demo podctl crishim bench clean
 
 test: deps lint unit
 
@@ -24,6 +24,15 @@ demo: deps podctl
 podctl:
 	@mkdir -p $(BIN)
 	cd examples && $(GO) build -o $(BIN)/podctl ./podctl
+
+# The CRI shim (examples/crishim); make bench-peers runs it against
+# containerd (bench/bench-peers.mk).
+crishim:
+	@mkdir -p $(BIN)
+	cd examples && $(GO) build -o $(BIN)/crishim ./crishim
+
+BENCH_PEERS_DEPS := crishim
+include bench/bench-peers.mk
 
 deps:
 	@./hack/install-deps.sh
