@@ -5,7 +5,7 @@
 # (the privileged tests then skip, or fail under PODSMITH_REQUIRE_ROOT=1).
 set -euo pipefail
 
-pkgs=(runc crun containernetworking-plugins catatonit iproute2 iptables)
+pkgs=(runc crun containernetworking-plugins catatonit iproute2 iptables busybox-static)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -147,8 +147,10 @@ func TestRun(t *testing.T) {
 				pid, err := f.rt.Run(ctx, id, f.bundle)
 				require.NoError(t, err)
 				f.lc.TrackProcess(pid)
+				monitorPid := 0
 				if monitor {
-					f.lc.TrackProcess(parentOf(t, pid))
+					monitorPid = parentOf(t, pid)
+					f.lc.TrackProcess(monitorPid)
 				}
 				st, err := f.rt.State(ctx, id)
 				require.NoError(t, err)
@@ -157,6 +159,9 @@ func TestRun(t *testing.T) {
 				require.NoError(t, f.rt.Kill(ctx, id, syscall.SIGKILL))
 				require.NoError(t, f.rt.Wait(ctx, id))
 				require.NoError(t, f.rt.Delete(ctx, id))
+				if monitor {
+					require.NoError(t, testutil.WaitExit(monitorPid), "the monitor reaps the pause and exits")
+				}
 				_, err = f.rt.State(ctx, id)
 				require.ErrorIs(t, err, oci.ErrNotExist)
 				_, err = f.rt.Run(ctx, id, filepath.Join(t.TempDir(), "no-bundle"))

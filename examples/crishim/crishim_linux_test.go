@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -138,11 +139,25 @@ func newShim(t *testing.T) *shim {
 	}
 	s.start()
 	t.Cleanup(s.stop)
-	conn, err := grpc.NewClient("unix://"+s.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	s.client = runtime.NewRuntimeServiceClient(conn)
+	s.dial()
 	return s
+}
+
+// dial connects a new client to the shim (a restarted one too, at once).
+func (s *shim) dial() {
+	s.t.Helper()
+	conn, err := grpc.NewClient("unix://"+s.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { conn.Close() })
+	s.client = runtime.NewRuntimeServiceClient(conn)
+}
+
+// kill9 kills the shim as a crash would.
+func (s *shim) kill9() {
+	s.t.Helper()
+	require.NoError(s.t, s.cmd.Process.Kill())
+	<-s.exited
+	s.cmd = nil
 }
 
 // start runs the shim and returns once it serves (it says so on stderr).
@@ -431,6 +446,40 @@ func TestRPCs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, list.Items)
 
+	// Four clients ask for one pod at once: one Build, one sandbox; four
+	// removals at once all succeed.
+	ids := make(chan string, 4)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			r, err := s.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg("race")})
+			assert.NoError(t, err)
+			if r != nil {
+				ids <- r.PodSandboxId
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	var raced []string
+	for id := range ids {
+		raced = append(raced, id)
+	}
+	require.Len(t, raced, 4)
+	for _, id := range raced {
+		assert.Equal(t, raced[0], id)
+	}
+	for range 4 {
+		wg.Go(func() {
+			_, err := s.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: raced[0]})
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	list, err = s.client.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	require.NoError(t, err)
+	assert.Empty(t, list.Items)
+
 	st, err := s.client.Status(ctx, &runtime.StatusRequest{Verbose: true})
 	require.NoError(t, err)
 	for _, c := range st.Status.Conditions {
@@ -472,6 +521,52 @@ func TestRestart(t *testing.T) {
 	assert.False(t, alive(stayPid))
 	s.ok("rmp", stay, gone)
 	assert.Empty(t, s.ok("pods", "-q"))
+	s.stop()
+	assert.Empty(t, s.lc.Leaked())
+}
+
+// The shim killed (-9) at random moments of a RunPodSandbox, then
+// restarted: what a Build finished runs on (adopted, READY), what it did
+// not finish is gone (Recover), and in the end nothing is left.
+func TestShimKilledDuringRuns(t *testing.T) {
+	s := newShim(t)
+	ctx := context.Background()
+	built := 0
+	for i := range 20 {
+		name := fmt.Sprintf("kill-%d", i)
+		req := &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{
+			Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "kill-test", Uid: name + "-uid"},
+			Linux:    &runtime.LinuxPodSandboxConfig{CgroupParent: s.cgroupParent},
+		}}
+		ran := make(chan error, 1)
+		client := s.client
+		go func() {
+			_, err := client.RunPodSandbox(ctx, req)
+			ran <- err
+		}()
+		// The moment of the crash: anywhere in a Run (some 35 ms here).
+		time.Sleep(time.Duration(mrand.IntN(50)) * time.Millisecond)
+		s.kill9()
+		<-ran
+		s.start()
+		s.dial()
+		list, err := s.client.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+		require.NoError(t, err)
+		for _, it := range list.Items {
+			assert.Equal(t, runtime.PodSandboxState_SANDBOX_READY, it.State, "a sandbox that outlived the crash is whole")
+			st, err := s.client.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: it.Id, Verbose: true})
+			require.NoError(t, err)
+			var info struct{ Pid int }
+			require.NoError(t, json.Unmarshal([]byte(st.Info["info"]), &info))
+			assert.True(t, alive(info.Pid), "its pause runs")
+			_, err = s.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: it.Id})
+			require.NoError(t, err)
+			built++
+		}
+		assert.Empty(t, s.net.Allocations(), "round %d", i)
+		assert.Empty(t, s.net.Ports(), "round %d", i)
+	}
+	t.Logf("%d of 20 Runs were built before the kill", built)
 	s.stop()
 	assert.Empty(t, s.lc.Leaked())
 }

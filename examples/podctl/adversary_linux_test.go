@@ -160,7 +160,7 @@ func slowRuntime(t *testing.T, e *env) (fifo string) {
 	wrapper := filepath.Join(dir, "runc")
 	require.NoError(t, os.WriteFile(wrapper, fmt.Appendf(nil, `#!/bin/sh
 case " $* " in
-*" create "*) echo creating > %q; sleep 0.3 ;;
+*" create "*|*" run "*) echo creating > %q; sleep 0.3 ;;
 esac
 exec %q "$@"
 `, fifo, e.runtime), 0o755))
