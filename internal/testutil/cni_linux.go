@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/internal/flock"
+	"github.com/podsmith/podsmith/internal/linkwait"
 )
 
 // CNINetwork is a CNI network made for one test: a bridge and a subnet of
@@ -194,6 +195,22 @@ func (n *CNINetwork) Allocations() []string {
 
 // Ports returns the interfaces enslaved to the bridge.
 func (n *CNINetwork) Ports() []string {
+	return n.ports()
+}
+
+// PortsAfterTeardown is Ports once the kernel has finished tearing down
+// what was let go of (it removes a pod's veth pair asynchronously after
+// its network namespace's last holder went, as after a crash during CNI
+// ADD, before libcni cached the result that names the veth): it waits,
+// on the kernel's link events, up to 10 s for the ports to go.
+func (n *CNINetwork) PortsAfterTeardown() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = linkwait.Gone(ctx, n.ports())
+	return n.ports()
+}
+
+func (n *CNINetwork) ports() []string {
 	ents, _ := os.ReadDir(filepath.Join("/sys/class/net", n.Name, "brif"))
 	var ports []string
 	for _, e := range ents {
