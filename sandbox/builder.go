@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/selinux/go-selinux/label"
 
 	"github.com/podsmith/podsmith/dns"
@@ -46,6 +47,10 @@ const (
 	// StepNetns creates and pins the network namespace, lo up (not for
 	// host-network pods).
 	StepNetns Step = "netns"
+	// StepNamespaces pins the IPC and UTS namespaces of a pod without a
+	// pause (Options.PauseMode), with its hostname and sysctls set in
+	// them.
+	StepNamespaces Step = "namespaces"
 	// StepSpec writes config.json (before the network gives addresses:
 	// nothing in it depends on them).
 	StepSpec Step = "spec"
@@ -64,7 +69,7 @@ const (
 
 // Steps returns the steps of a Build in order.
 func Steps() []Step {
-	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepSpec, StepNetwork, StepCreate, StepStart}
+	return []Step{StepValidate, StepReserve, StepDirs, StepFiles, StepRootfs, StepShm, StepNetns, StepNamespaces, StepSpec, StepNetwork, StepCreate, StepStart}
 }
 
 // Builder builds and destroys sandboxes on one node. It is safe for
@@ -242,14 +247,15 @@ func (b *Builder) Build(ctx context.Context, cfg *pod.Config) (*Sandbox, error) 
 			phases = append(phases, steps)
 		}
 	}
-	rt := b.runtime(cfg.RuntimeHandler) != nil
+	rt := b.runtime(cfg.RuntimeHandler) != nil && !p.NoPause
 	add(false, step{StepReserve, bl.reserve})
 	add(false, step{StepDirs, bl.dirs})
 	add(false, step{StepFiles, bl.files})
-	add(false, step{StepRootfs, bl.bindRootfs})
+	add(p.NoPause, step{StepRootfs, bl.bindRootfs})
 	add(p.hostIPC, step{StepShm, bl.shm})
 	add(p.hostNetwork, step{StepNetns, bl.netns})
-	add(false, step{StepSpec, bl.spec})
+	add(p.IPCNSPath == "" && p.UTSNSPath == "", step{StepNamespaces, bl.pins})
+	add(p.NoPause, step{StepSpec, bl.spec})
 	var attach []step
 	if !p.hostNetwork {
 		attach = append(attach, step{StepNetwork, bl.network})
@@ -463,11 +469,34 @@ func (bl *build) netns(context.Context) error {
 	if err := bl.record(journal.Record{Op: opNetnsRemove, Path: bl.p.NetnsPath}, false); err != nil {
 		return err
 	}
-	path, err := bl.b.opts.Host.CreateNetNS(bl.b.opts.NetnsDir, bl.b.netnsName(bl.p.ID))
+	path, err := bl.b.opts.Host.CreateNetNS(bl.b.opts.NetnsDir, bl.b.netnsName(bl.p.ID), bl.p.sysctlsOf(specs.NetworkNamespace))
 	if err == nil && path != bl.p.NetnsPath {
 		err = fmt.Errorf("netns pinned at %s, not %s", path, bl.p.NetnsPath)
 	}
 	return err
+}
+
+// pins pins the IPC and UTS namespaces of a pod without a pause.
+func (bl *build) pins(context.Context) error {
+	p := bl.p
+	for _, pin := range []struct {
+		path string
+		ns   Namespace
+	}{
+		{p.IPCNSPath, Namespace{Type: specs.IPCNamespace, Sysctls: p.sysctlsOf(specs.IPCNamespace)}},
+		{p.UTSNSPath, Namespace{Type: specs.UTSNamespace, Hostname: p.Hostname}},
+	} {
+		if pin.path == "" {
+			continue
+		}
+		if err := bl.record(journal.Record{Op: opUnpin, Path: pin.path}, false); err != nil {
+			return err
+		}
+		if err := bl.b.opts.Host.PinNamespace(pin.path, pin.ns); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (bl *build) spec(context.Context) error {

@@ -108,16 +108,26 @@ func TestRealBuildAndDestroy(t *testing.T) {
 }
 
 func TestRealFaultInjectionAtEveryStep(t *testing.T) {
+	for _, mode := range crashModes {
+		t.Run(mode.name, func(t *testing.T) { realFaultInjectionAtEveryStep(t, mode.noPause) })
+	}
+}
+
+func realFaultInjectionAtEveryStep(t *testing.T, noPause bool) {
 	var failAt sandbox.Step
 	injected := errors.New("injected")
-	b, lc := realBuilder(t, beforeStep(sandbox.Options{Runtime: testutil.NewRuntime(t, "runc")}, func(_ context.Context, _ string, s sandbox.Step) error {
+	opts, podConfig := sandbox.Options{Runtime: testutil.NewRuntime(t, "runc")}, podConfig
+	if noPause {
+		opts.PauseMode, podConfig = sandbox.PauseNever, noPauseConfig
+	}
+	b, lc := realBuilder(t, beforeStep(opts, func(_ context.Context, _ string, s sandbox.Step) error {
 		if s == failAt {
 			return injected
 		}
 		return nil
 	}))
 	ctx := context.Background()
-	for _, step := range sandbox.Steps() {
+	for _, step := range stepsOf(noPause) {
 		failAt = step
 		_, err := b.Build(ctx, podConfig("web"))
 		require.ErrorIs(t, err, injected, step)
@@ -235,37 +245,41 @@ func TestRealConcurrentBuilds(t *testing.T) {
 // (see crashPoints) on the real host, then recovers.
 func TestRealRecoverAfterCrash(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, at := range crashPoints() {
-		if strings.HasSuffix(at, ":attach") || strings.HasSuffix(at, ":detach") {
-			continue // no network here: TestNetworkRecoverAfterACrash has them
-		}
-		t.Run(at, func(t *testing.T) {
-			root := t.TempDir()
-			rt, err := crashRuntimeAt(root, "runc")
-			require.NoError(t, err)
-			require.NoError(t, testutil.BecomeSubreaper())
-			opts := realOptions(t, root, sandbox.Options{Runtime: rt, CgroupParent: testCgroupParent(t)})
-			b, err := sandbox.NewBuilder(opts)
-			require.NoError(t, err)
-			_, err = b.Prepare()
-			require.NoError(t, err)
-			lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir, CgroupParent: opts.CgroupParent,
-				Skeleton: []string{rt.Root()}})
-
-			runToCrash(t, root, at, envCrashReal+"=1", envCrashRuntime+"=runc", envCrashCgroup+"="+opts.CgroupParent)
-
-			ctx := context.Background()
-			_, err = b.Recover(ctx)
-			require.NoError(t, err)
-			if at == "built" {
-				list, err := b.List()
-				require.NoError(t, err)
-				require.Len(t, list, 1)
-				require.NoError(t, list[0].Destroy(ctx))
+	for _, mode := range crashModes {
+		for _, at := range crashPoints(mode.noPause) {
+			if strings.HasSuffix(at, ":attach") || strings.HasSuffix(at, ":detach") {
+				continue // no network here: TestNetworkRecoverAfterACrash has them
 			}
-			assert.Empty(t, lc.Leaked(), "after a crash at %s", at)
-		})
+			t.Run(mode.name+"/"+at, func(t *testing.T) { realRecoverAfterCrash(t, at, mode.env) })
+		}
 	}
+}
+
+func realRecoverAfterCrash(t *testing.T, at, env string) {
+	root := t.TempDir()
+	rt, err := crashRuntimeAt(root, "runc")
+	require.NoError(t, err)
+	require.NoError(t, testutil.BecomeSubreaper())
+	opts := realOptions(t, root, sandbox.Options{Runtime: rt, CgroupParent: testCgroupParent(t)})
+	b, err := sandbox.NewBuilder(opts)
+	require.NoError(t, err)
+	_, err = b.Prepare()
+	require.NoError(t, err)
+	lc := testutil.CheckLeaks(t, testutil.Leaks{Roots: []string{root}, NetnsDir: opts.NetnsDir, CgroupParent: opts.CgroupParent,
+		Skeleton: []string{rt.Root()}})
+
+	runToCrash(t, root, at, env, envCrashReal+"=1", envCrashRuntime+"=runc", envCrashCgroup+"="+opts.CgroupParent)
+
+	ctx := context.Background()
+	_, err = b.Recover(ctx)
+	require.NoError(t, err)
+	if at == "built" {
+		list, err := b.List()
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		require.NoError(t, list[0].Destroy(ctx))
+	}
+	assert.Empty(t, lc.Leaked(), "after a crash at %s", at)
 }
 
 func TestBuiltBundleRuns(t *testing.T) {

@@ -108,7 +108,7 @@ func TestBuildAndDestroy(t *testing.T) {
 	for _, st := range sb.Timings {
 		steps = append(steps, st.Step)
 	}
-	assert.Equal(t, sandbox.Steps(), steps)
+	assert.Equal(t, stepsOf(false), steps)
 
 	read := func(p string) string {
 		b, err := os.ReadFile(p)
@@ -159,7 +159,7 @@ func TestBuildAndDestroy(t *testing.T) {
 	assert.Equal(t, sb.CgroupsPath, loaded.CgroupsPath)
 	assert.True(t, sb.Created.Equal(loaded.Created))
 	assert.Equal(t, cfg, loaded.Config)
-	assert.Len(t, loaded.Timings, len(sandbox.Steps()))
+	assert.Len(t, loaded.Timings, len(stepsOf(false)))
 	assert.Equal(t, saved, loaded.Spec)
 
 	// The name is taken.
@@ -214,10 +214,20 @@ func TestFindErrors(t *testing.T) {
 }
 
 func TestFailAtEveryStep(t *testing.T) {
-	b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
+	for _, mode := range crashModes {
+		t.Run(mode.name, func(t *testing.T) { failAtEveryStep(t, mode.noPause) })
+	}
+}
+
+func failAtEveryStep(t *testing.T, noPause bool) {
+	opts, podConfig := sandbox.Options{}, podConfig
+	if noPause {
+		opts.PauseMode, podConfig = sandbox.PauseNever, noPauseConfig
+	}
+	b, h := sandboxtest.NewBuilder(t, opts)
 	before := tree(t, b, h)
 	ctx := context.Background()
-	for _, step := range sandbox.Steps() {
+	for _, step := range stepsOf(noPause) {
 		t.Run(string(step), func(t *testing.T) {
 			injected := fmt.Errorf("injected at %s", step)
 			h.FailAt(step, injected)
@@ -240,7 +250,7 @@ func TestFailAtEveryStep(t *testing.T) {
 }
 
 func TestCancelledContextRollsBack(t *testing.T) {
-	for _, step := range sandbox.Steps()[1:] {
+	for _, step := range stepsOf(false)[1:] {
 		t.Run(string(step), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -536,7 +546,7 @@ func TestOnStepAndLogger(t *testing.T) {
 	}})
 	sb, err := b.Build(context.Background(), podConfig("web"))
 	require.NoError(t, err)
-	require.Len(t, events, len(sandbox.Steps()))
+	require.Len(t, events, len(stepsOf(false)))
 	var steps []string
 	for _, e := range events {
 		steps = append(steps, string(e.Step))
@@ -545,7 +555,7 @@ func TestOnStepAndLogger(t *testing.T) {
 	}
 	// network and create run at once: either may report first.
 	var want []string
-	for _, s := range sandbox.Steps() {
+	for _, s := range stepsOf(false) {
 		want = append(want, string(s))
 	}
 	assert.Equal(t, want, inGroupOrder(steps, "network", "create"))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/sandbox/sandboxtest"
 )
@@ -29,6 +31,9 @@ const (
 	// The real host's runtime (runc or crun), its state and wrapper
 	// under <crash dir>/runtime.
 	envCrashRuntime = "PODSMITH_TEST_CRASH_RUNTIME"
+	// "1": a Builder with Options.PauseMode PauseNever, building a pod
+	// whose containers do not share a PID namespace.
+	envCrashNoPause = "PODSMITH_TEST_CRASH_NOPAUSE"
 )
 
 // realNetwork plugs the crash child's CNI network in (on Linux: see
@@ -51,20 +56,55 @@ func TestMain(m *testing.M) {
 // it succeeded ("done:<kind>"), after the Build returned ("built"), or in
 // the Destroy that follows, as an undo begins or right after it succeeded
 // ("op:<undo>", "done:<undo>").
-func crashPoints() []string {
+// A Build without a pause has no rootfs, spec, create or start, and pins
+// its IPC and UTS namespaces.
+func crashPoints(noPause bool) []string {
 	var pts []string
-	for _, s := range sandbox.Steps() {
+	for _, s := range stepsOf(noPause) {
 		pts = append(pts, "step:"+string(s))
 	}
-	for _, op := range []string{"bind", "mount-shm", "netns-create", "attach", "create", "start", "netns-remove", "unmount", "detach", "kill", "delete"} {
+	ops := []string{"bind", "mount-shm", "netns-create", "attach", "create", "start", "netns-remove", "unmount", "detach", "kill", "delete"}
+	if noPause {
+		ops = []string{"mount-shm", "netns-create", "pin", "attach", "netns-remove", "unpin", "unmount", "detach"}
+	}
+	for _, op := range ops {
 		pts = append(pts, "op:"+op, "done:"+op)
 	}
 	return append(pts, "built")
 }
 
+// stepsOf returns the steps a Build of podConfig runs, with a pause or
+// (noPauseConfig, Options.PauseMode PauseNever) without one, in order.
+func stepsOf(noPause bool) []sandbox.Step {
+	return slices.DeleteFunc(sandbox.Steps(), func(s sandbox.Step) bool {
+		switch s {
+		case sandbox.StepRootfs, sandbox.StepSpec, sandbox.StepCreate, sandbox.StepStart:
+			return noPause
+		case sandbox.StepNamespaces:
+			return !noPause
+		}
+		return false
+	})
+}
+
+// crashModes are the Builds a crash test kills: with a pause, and without.
+var crashModes = []struct {
+	name    string
+	noPause bool
+	env     string
+}{{"pause", false, envCrashNoPause + "=0"}, {"no-pause", true, envCrashNoPause + "=1"}}
+
+// noPauseConfig is podConfig for a Builder without pauses: its containers
+// have PID namespaces of their own.
+func noPauseConfig(name string) *pod.Config {
+	cfg := podConfig(name)
+	cfg.Linux.SecurityContext = &pod.SecurityContext{NamespaceOptions: &pod.NamespaceOptions{Pid: pod.NamespaceContainer}}
+	return cfg
+}
+
 // inDestroy reports whether a crash point is in the Destroy.
 func inDestroy(at string) bool {
-	for _, op := range []string{"netns-remove", "unmount", "detach", "kill", "delete"} {
+	for _, op := range []string{"netns-remove", "unpin", "unmount", "detach", "kill", "delete"} {
 		if at == "op:"+op || at == "done:"+op {
 			return true
 		}
@@ -101,8 +141,8 @@ func around(at, kind string, fn func() error) error {
 	return err
 }
 
-func (d dyingHost) CreateNetNS(dir, name string) (p string, err error) {
-	err = around(d.at, "netns-create", func() error { p, err = d.Host.CreateNetNS(dir, name); return err })
+func (d dyingHost) CreateNetNS(dir, name string, sysctls map[string]string) (p string, err error) {
+	err = around(d.at, "netns-create", func() error { p, err = d.Host.CreateNetNS(dir, name, sysctls); return err })
 	return p, err
 }
 
@@ -116,6 +156,14 @@ func (d dyingHost) BindReadOnly(src, dst string) error {
 
 func (d dyingHost) RemoveNetNS(path string) error {
 	return around(d.at, "netns-remove", func() error { return d.Host.RemoveNetNS(path) })
+}
+
+func (d dyingHost) PinNamespace(path string, ns sandbox.Namespace) error {
+	return around(d.at, "pin", func() error { return d.Host.PinNamespace(path, ns) })
+}
+
+func (d dyingHost) Unpin(path string) error {
+	return around(d.at, "unpin", func() error { return d.Host.Unpin(path) })
 }
 
 func (d dyingHost) Unmount(path string) error {
@@ -185,6 +233,10 @@ func crashChild(dir, at string) {
 		o.Runtime = dyingRuntime{o.Runtime, at}
 	}
 	o.Host = dyingHost{o.Host, at}
+	cfg := podConfig("crash")
+	if os.Getenv(envCrashNoPause) == "1" {
+		o.PauseMode, cfg = sandbox.PauseNever, noPauseConfig("crash")
+	}
 	o = beforeStep(o, func(_ context.Context, _ string, s sandbox.Step) error {
 		if at == "step:"+string(s) {
 			die()
@@ -195,7 +247,7 @@ func crashChild(dir, at string) {
 	if err != nil {
 		fail(err)
 	}
-	sb, err := b.Build(context.Background(), podConfig("crash"))
+	sb, err := b.Build(context.Background(), cfg)
 	if err != nil {
 		fail(err)
 	}
@@ -224,50 +276,54 @@ func runToCrash(t *testing.T, dir, at string, env ...string) {
 }
 
 func TestRecoverAfterCrash(t *testing.T) {
-	for _, at := range crashPoints() {
-		t.Run(at, func(t *testing.T) {
-			dir := t.TempDir()
-			o, h, err := crashOptions(dir)
-			require.NoError(t, err)
-			b, err := sandbox.NewBuilder(o)
-			require.NoError(t, err)
-			before := tree(t, b, h)
-
-			runToCrash(t, dir, at)
-
-			ctx := context.Background()
-			list, err := b.List()
-			require.NoError(t, err)
-			wantState := sandbox.StateNeedsCleanup
-			if at == "built" {
-				wantState = sandbox.StateBuilt
-			}
-			if at != "step:validate" && at != "step:reserve" {
-				require.Len(t, list, 1, "the journal outlives the crash")
-			}
-			for _, sb := range list {
-				assert.Equal(t, wantState, sb.State)
-			}
-
-			rep, err := b.Recover(ctx)
-			require.NoError(t, err)
-			if at == "built" {
-				// A built sandbox is the caller's to destroy.
-				assert.Empty(t, rep.Destroyed)
-				require.Len(t, list, 1)
-				require.NoError(t, list[0].Destroy(ctx))
-			} else if strings.HasPrefix(at, "step:") && at != "step:validate" && at != "step:reserve" || !strings.HasPrefix(at, "step:") {
-				assert.Len(t, rep.Destroyed, 1)
-			}
-			assert.Empty(t, rep.Orphans, "the journal knew of everything")
-			assert.Equal(t, before, tree(t, b, h), "nothing left after a crash at %s", at)
-
-			again, err := b.Recover(ctx)
-			require.NoError(t, err)
-			assert.Empty(t, again.Destroyed, "Recover is idempotent")
-			sb, err := b.Build(ctx, podConfig("crash"))
-			require.NoError(t, err, "the name is free")
-			require.NoError(t, sb.Destroy(ctx))
-		})
+	for _, mode := range crashModes {
+		for _, at := range crashPoints(mode.noPause) {
+			t.Run(mode.name+"/"+at, func(t *testing.T) { recoverAfterCrash(t, at, mode.env) })
+		}
 	}
+}
+
+func recoverAfterCrash(t *testing.T, at, env string) {
+	dir := t.TempDir()
+	o, h, err := crashOptions(dir)
+	require.NoError(t, err)
+	b, err := sandbox.NewBuilder(o)
+	require.NoError(t, err)
+	before := tree(t, b, h)
+
+	runToCrash(t, dir, at, env)
+
+	ctx := context.Background()
+	list, err := b.List()
+	require.NoError(t, err)
+	wantState := sandbox.StateNeedsCleanup
+	if at == "built" {
+		wantState = sandbox.StateBuilt
+	}
+	if at != "step:validate" && at != "step:reserve" {
+		require.Len(t, list, 1, "the journal outlives the crash")
+	}
+	for _, sb := range list {
+		assert.Equal(t, wantState, sb.State)
+	}
+
+	rep, err := b.Recover(ctx)
+	require.NoError(t, err)
+	if at == "built" {
+		// A built sandbox is the caller's to destroy.
+		assert.Empty(t, rep.Destroyed)
+		require.Len(t, list, 1)
+		require.NoError(t, list[0].Destroy(ctx))
+	} else if strings.HasPrefix(at, "step:") && at != "step:validate" && at != "step:reserve" || !strings.HasPrefix(at, "step:") {
+		assert.Len(t, rep.Destroyed, 1)
+	}
+	assert.Empty(t, rep.Orphans, "the journal knew of everything")
+	assert.Equal(t, before, tree(t, b, h), "nothing left after a crash at %s", at)
+
+	again, err := b.Recover(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, again.Destroyed, "Recover is idempotent")
+	sb, err := b.Build(ctx, podConfig("crash"))
+	require.NoError(t, err, "the name is free")
+	require.NoError(t, sb.Destroy(ctx))
 }

@@ -3,14 +3,19 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/netip"
+	"path/filepath"
 	"syscall"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podsmith/podsmith/internal/cgroupdir"
+	"github.com/podsmith/podsmith/internal/nsthread"
 	"github.com/podsmith/podsmith/mounts"
 	"github.com/podsmith/podsmith/netns"
+	"github.com/podsmith/podsmith/nspin"
 	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/spec"
 )
@@ -24,11 +29,17 @@ import (
 // runtime did not. Every removal treats "not there" as success. RealHost
 // is podsmith's netns, mounts and spec packages.
 type Host interface {
-	// CreateNetNS makes a network namespace with lo up, pinned at
-	// dir/name, and returns the pin's path.
-	CreateNetNS(dir, name string) (string, error)
+	// CreateNetNS makes a network namespace with lo up and sysctls (net.*,
+	// for a pod without a pause; else none) set in it, pinned at dir/name,
+	// and returns the pin's path.
+	CreateNetNS(dir, name string, sysctls map[string]string) (string, error)
 	// RemoveNetNS unpins it.
 	RemoveNetNS(path string) error
+	// PinNamespace makes the IPC or UTS namespace of a pod without a
+	// pause, set up as ns says, pinned at path (a new file).
+	PinNamespace(path string, ns Namespace) error
+	// Unpin unpins what PinNamespace pinned.
+	Unpin(path string) error
 	// MountShm makes the directory path and mounts a shm tmpfs of size
 	// bytes on it.
 	MountShm(path string, size int64, mountLabel string) error
@@ -43,21 +54,54 @@ type Host interface {
 	RemoveCgroup(ctx context.Context, dir string) error
 }
 
+// Namespace is an IPC or UTS namespace a pod without a pause holds
+// pinned, and what is set in it.
+type Namespace struct {
+	// Type is specs.IPCNamespace or specs.UTSNamespace.
+	Type specs.LinuxNamespaceType
+	// Hostname is set in a UTS namespace.
+	Hostname string
+	// Sysctls (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) are set
+	// in an IPC namespace.
+	Sysctls map[string]string
+}
+
 // RealHost returns the host as podsmith's netns, mounts and spec packages
 // make it, for embedders that wrap it.
 func RealHost() Host { return realHost{} }
 
 type realHost struct{}
 
-func (realHost) CreateNetNS(dir, name string) (string, error) {
+func (realHost) CreateNetNS(dir, name string, sysctls map[string]string) (string, error) {
 	ns, err := netns.New(dir, name)
 	if err != nil {
 		return "", err
+	}
+	if len(sysctls) > 0 {
+		if err := ns.Do(func() error { return nsthread.WriteSysctls(sysctls) }); err != nil {
+			return "", errors.Join(err, ns.Remove())
+		}
 	}
 	return ns.Path(), nil
 }
 
 func (realHost) RemoveNetNS(path string) error { return netns.Remove(path) }
+
+func (realHost) PinNamespace(path string, ns Namespace) error {
+	dir, name := filepath.Split(path)
+	var err error
+	switch ns.Type {
+	case specs.IPCNamespace:
+		_, err = nspin.NewIPC(dir, name, ns.Sysctls)
+	case specs.UTSNamespace:
+		_, err = nspin.NewUTS(dir, name, ns.Hostname)
+	default:
+		err = fmt.Errorf("cannot pin a %q namespace", ns.Type)
+	}
+	return err
+}
+
+func (realHost) Unpin(path string) error { return nspin.Remove(path) }
 
 func (realHost) MountShm(path string, size int64, mountLabel string) error {
 	_, err := mounts.MountShm(path, mounts.ShmOptions{Size: size, Max: size, MountLabel: mountLabel})

@@ -30,6 +30,7 @@ const (
 	opRemoveDir    = "remove-dir"     // Path
 	opUnmount      = "unmount"        // Path
 	opNetnsRemove  = "netns-remove"   // Path
+	opUnpin        = "unpin"          // Path: an IPC or UTS pin
 	opDetach       = "net-detach"     // Name: the sandbox ID, Data: NetworkAttachment
 	opRemovePause  = "runtime-delete" // Name: the container ID, Path: its cgroup dir
 	opBuilt        = "built"          // Data: builtRecord
@@ -40,7 +41,7 @@ const (
 
 func isUndo(op string) bool {
 	switch op {
-	case opReleaseLabel, opReleaseName, opRemoveDir, opUnmount, opNetnsRemove, opDetach, opRemovePause:
+	case opReleaseLabel, opReleaseName, opRemoveDir, opUnmount, opNetnsRemove, opUnpin, opDetach, opRemovePause:
 		return true
 	}
 	return false
@@ -284,6 +285,8 @@ func (b *Builder) undo(ctx context.Context, r journal.Record) error {
 		return b.opts.Host.Unmount(r.Path)
 	case opNetnsRemove:
 		return b.opts.Host.RemoveNetNS(r.Path)
+	case opUnpin:
+		return b.opts.Host.Unpin(r.Path)
 	case opDetach:
 		return b.detach(ctx, r.Data)
 	case opRemovePause:

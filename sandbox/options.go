@@ -60,6 +60,8 @@ type Options struct {
 
 	// Pause chooses the pause binary (default: catatonit found on PATH).
 	Pause spec.PauseOptions
+	// PauseMode says which pods get a pause process; default PauseAlways.
+	PauseMode PauseMode
 	// ShmSize is a pod's /dev/shm size when it asks for none; default
 	// mounts.DefaultShmSize (64 MiB). MaxShmSize caps what a pod may ask
 	// for (with the annotation pod.ShmSizeAnnotation); default
@@ -122,6 +124,25 @@ func init() {
 		opts.hooks = append(slices.Clip(opts.hooks), fn)
 	}
 }
+
+// PauseMode says which pods get a pause process.
+type PauseMode string
+
+const (
+	// PauseAlways: every pod gets a pause, which holds its IPC, UTS and
+	// PID namespaces and joins its pinned netns (as containerd does).
+	PauseAlways PauseMode = ""
+	// PauseNever: no pod gets one. The Builder pins the pod's IPC and UTS
+	// namespaces too (Sandbox.IPCNSPath, UTSNSPath), sets the pod's
+	// hostname and sysctls in them, writes no config.json and starts
+	// nothing, as CRI-O does with drop_infra_ctr. A pod that shares a PID
+	// namespace among its containers (namespace_options.pid POD, the
+	// CRI's default) needs a PID 1 to share and is refused.
+	PauseNever PauseMode = "never"
+	// PauseForSharedPID: a pause only for pods that share a PID namespace
+	// among their containers; the others get none (CRI-O's choice).
+	PauseForSharedPID PauseMode = "shared-pid"
+)
 
 // SeccompOptions choose the seccomp profiles behind a pod's settings.
 type SeccompOptions struct {
@@ -188,6 +209,11 @@ func (o Options) withDefaults() (Options, error) {
 		if name == "" || rt == nil {
 			probs.addf(fmt.Sprintf("Options.RuntimeHandlers[%q]", name), "a handler needs a name and a runtime (Runtime is the handler \"\")")
 		}
+	}
+	switch o.PauseMode {
+	case PauseAlways, PauseNever, PauseForSharedPID:
+	default:
+		probs.addf("Options.PauseMode", "%q: must be \"\" (always), %q or %q", truncate(string(o.PauseMode)), PauseNever, PauseForSharedPID)
 	}
 	o.OCIVersion = cmp.Or(o.OCIVersion, spec.DefaultOCIVersion)
 	o.HostResolvConf = cmp.Or(o.HostResolvConf, dns.DefaultHostResolvConf)

@@ -24,6 +24,7 @@ import (
 type plan struct {
 	*Sandbox
 	hostNetwork, hostPID, hostIPC, privileged bool
+	sysctls                                   map[string]string // the pod's, normalized
 	resolv, hostnameFile, hosts               []byte
 	processLabel, mountLabel                  string
 }
@@ -79,6 +80,10 @@ func (b *Builder) plan(cfg *pod.Config) (*plan, error) {
 		selinux.ReleaseLabel(p.processLabel)
 		return nil, &ConfigError{Problems: []*Problem{{Reason: err.Error(), Err: err}}}
 	}
+	p.ProcessLabel, p.MountLabel = p.processLabel, p.mountLabel
+	if p.NoPause {
+		p.Spec = nil // checked all the same: the same config is valid in both modes
+	}
 	return p, nil
 }
 
@@ -117,6 +122,23 @@ func (b *Builder) newPlan(cfg *pod.Config) *plan {
 	if !p.hostNetwork {
 		sb.NetnsPath = filepath.Join(b.opts.NetnsDir, b.netnsName(id))
 	}
+	switch b.opts.PauseMode {
+	case PauseNever:
+		sb.NoPause = true
+	case PauseForSharedPID:
+		sb.NoPause = ns.Pid != pod.NamespacePod
+	}
+	if sb.NoPause {
+		// The pins live in the sandbox's own dir: nobody else's names,
+		// and a reboot's stale pin files go with the dir.
+		sb.Files.Rootfs = ""
+		if !p.hostIPC {
+			sb.IPCNSPath = filepath.Join(sb.BundleDir, "ipcns")
+		}
+		if !p.hostNetwork { // a host-network pod has the node's UTS namespace
+			sb.UTSNSPath = filepath.Join(sb.BundleDir, "utsns")
+		}
+	}
 	return p
 }
 
@@ -132,6 +154,9 @@ func (b *Builder) namespaces(p *plan, probs *problems) []spec.Opt {
 	}
 	if ns.Ipc != pod.NamespacePod && ns.Ipc != pod.NamespaceNode {
 		probs.addf(f+"ipc", "%s: a pod's IPC namespace is POD (0) or NODE (2)", ns.Ipc)
+	}
+	if ns.Pid == pod.NamespacePod && b.opts.PauseMode == PauseNever {
+		probs.addf(f+"pid", "POD: containers that share a PID namespace need a pause as its PID 1, and Options.PauseMode is %q", PauseNever)
 	}
 	var opts []spec.Opt
 	if p.hostNetwork {
@@ -202,7 +227,27 @@ func (b *Builder) planSysctls(p *plan, probs *problems) []spec.Opt {
 		}
 		maps.Copy(merged, own)
 	}
+	p.sysctls = merged
 	return []spec.Opt{spec.WithSysctls(merged)}
+}
+
+// sysctlsOf returns the pod's sysctls of one namespace, for a pod
+// without a pause, whose pins get them (nil for a pod with a pause: its
+// runtime sets them from the spec).
+func (p *plan) sysctlsOf(typ specs.LinuxNamespaceType) map[string]string {
+	if !p.NoPause {
+		return nil
+	}
+	var out map[string]string
+	for k, v := range p.sysctls {
+		if spec.SysctlNamespace(k) == typ {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // annotations are the spec's: the pod's own, podsmith's and containerd's

@@ -99,7 +99,7 @@ func TestRecoverAndLoadDuringEveryStep(t *testing.T) {
 	// validate and reserve come before the journal; the network step is
 	// seen twice (before it and inside Attach).
 	want := []string{"none", "none"}
-	for range len(sandbox.Steps()) - 1 {
+	for range len(stepsOf(false)) - 1 {
 		want = append(want, string(sandbox.StateBuilding))
 	}
 	assert.Equal(t, want, seen)

@@ -51,15 +51,26 @@ type Sandbox struct {
 	BundleDir string `json:"bundle_dir"`
 	// NetnsPath is the pinned network namespace ("" with host network).
 	NetnsPath string `json:"netns_path,omitempty"`
+	// NoPause: the pod has no pause process (Options.PauseMode). Its IPC
+	// and UTS namespaces are pinned at IPCNSPath and UTSNSPath ("" for
+	// one the pod shares with the node), and its bundle dir holds the
+	// files only: no config.json, no rootfs.
+	NoPause   bool   `json:"no_pause,omitempty"`
+	IPCNSPath string `json:"ipcns_path,omitempty"`
+	UTSNSPath string `json:"utsns_path,omitempty"`
 	Files     Files  `json:"files"`
 	// ShmSize is the size of the pod's /dev/shm tmpfs (0 with host IPC).
 	ShmSize      int64  `json:"shm_size,omitempty"`
 	CgroupParent string `json:"cgroup_parent"`
 	// CgroupsPath is the spec's linux.cgroupsPath; CgroupDir the cgroup
 	// directory it resolves to under each hierarchy's root.
-	CgroupsPath string    `json:"cgroups_path"`
-	CgroupDir   string    `json:"cgroup_dir"`
-	Created     time.Time `json:"created"`
+	CgroupsPath string `json:"cgroups_path"`
+	CgroupDir   string `json:"cgroup_dir"`
+	// ProcessLabel and MountLabel are the pod's SELinux labels (empty
+	// without SELinux); its containers get them too (ContainerOpts).
+	ProcessLabel string    `json:"process_label,omitempty"`
+	MountLabel   string    `json:"mount_label,omitempty"`
+	Created      time.Time `json:"created"`
 
 	// What the Build learned, and where the sandbox is now.
 
@@ -90,8 +101,8 @@ type Files struct {
 	// /dev/shm for a host-IPC pod.
 	Shm string `json:"shm"`
 	// Rootfs is the bundle's rootfs: a read-only bind of the shared pause
-	// rootfs.
-	Rootfs string `json:"rootfs"`
+	// rootfs ("" for a pod without a pause).
+	Rootfs string `json:"rootfs,omitempty"`
 }
 
 // StepTiming is how long a step of the Build took.
@@ -210,13 +221,16 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 // Stop does what CRI's StopPodSandbox does (as containerd and CRI-O do
 // it): it removes the pause container (with a Runtime: kill, wait,
 // delete), detaches the sandbox from its network, releasing its
-// addresses, and removes its network namespace; the rest stays until
+// addresses, and removes its network namespace (and the IPC and UTS pins
+// of a pod without a pause); the rest stays until
 // Destroy. The sandbox is then in StateStopped. It is idempotent. Like
 // Destroy, it waits for a Build in progress until ctx is done, then runs
 // on a context of its own.
 func (s *Sandbox) Stop(ctx context.Context) error {
 	return s.locked(ctx, "stop", func(uctx context.Context, j *journal.Journal) error {
-		stops := func(op string) bool { return op == opDetach || op == opRemovePause || op == opNetnsRemove }
+		stops := func(op string) bool {
+			return op == opDetach || op == opRemovePause || op == opNetnsRemove || op == opUnpin
+		}
 		if err := s.b.undoAll(uctx, j, stops, opStopped); err != nil {
 			return err
 		}

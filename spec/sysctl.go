@@ -160,3 +160,15 @@ func WithSysctls(sysctls map[string]string) Opt {
 		return nil
 	}
 }
+
+// SysctlNamespace returns the namespace a sysctl (in dotted form) belongs
+// to: the IPC or the network namespace; "" for one that is not namespaced.
+func SysctlNamespace(name string) specs.LinuxNamespaceType {
+	switch classify(name) {
+	case ipcSysctl:
+		return specs.IPCNamespace
+	case netSysctl:
+		return specs.NetworkNamespace
+	}
+	return ""
+}

@@ -51,7 +51,7 @@ import (
 
 // Op is one operation the fake host did.
 type Op struct {
-	// Kind is one of netns-create, netns-remove, mount-shm, bind,
+	// Kind is one of netns-create, netns-remove, pin, unpin, mount-shm, bind,
 	// unmount, cgroup-remove, prepare, attach, detach, check, create,
 	// start, kill, delete.
 	Kind string
@@ -251,7 +251,7 @@ var ErrFake = errors.New("sandboxtest: fake host")
 
 type hostFake struct{ h *Host }
 
-func (f hostFake) CreateNetNS(dir, name string) (string, error) {
+func (f hostFake) CreateNetNS(dir, name string, _ map[string]string) (string, error) {
 	p := filepath.Join(dir, name)
 	err := f.h.do("netns-create", p, func() error {
 		file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
@@ -270,6 +270,29 @@ func (f hostFake) RemoveNetNS(path string) error {
 			return err
 		}
 		return f.h.live("netns", path, false)
+	})
+}
+
+func (f hostFake) PinNamespace(path string, ns sandbox.Namespace) error {
+	return f.h.do("pin", path, func() error {
+		if ns.Type != specs.IPCNamespace && ns.Type != specs.UTSNamespace {
+			return fmt.Errorf("%w: cannot pin a %q namespace", ErrFake, ns.Type)
+		}
+		file, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+		if err != nil {
+			return fmt.Errorf("%w: pin %s: %w", ErrFake, path, err)
+		}
+		file.Close()
+		return f.h.live("pin", path, true)
+	})
+}
+
+func (f hostFake) Unpin(path string) error {
+	return f.h.do("unpin", path, func() error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return f.h.live("pin", path, false)
 	})
 }
 

@@ -105,6 +105,9 @@ func TestFailAnOperation(t *testing.T) {
 // CrashAt leaves a Build as its process's death would; Recover ends it.
 func TestCrashAtAStepThenRecover(t *testing.T) {
 	for _, step := range sandbox.Steps()[2:] {
+		if step == sandbox.StepNamespaces {
+			continue // a pod with a pause has no such step
+		}
 		t.Run(string(step), func(t *testing.T) {
 			b, h := sandboxtest.NewBuilder(t, sandbox.Options{})
 			ctx := context.Background()
@@ -140,9 +143,9 @@ func TestFakeRefusals(t *testing.T) {
 	require.ErrorIs(t, err, sandboxtest.ErrFake)
 	// A pin that exists already.
 	require.NoError(t, os.MkdirAll(dir+"/n", 0o755))
-	_, err = opts.Host.CreateNetNS(dir+"/n", "p")
+	_, err = opts.Host.CreateNetNS(dir+"/n", "p", nil)
 	require.NoError(t, err)
-	_, err = opts.Host.CreateNetNS(dir+"/n", "p")
+	_, err = opts.Host.CreateNetNS(dir+"/n", "p", nil)
 	require.ErrorIs(t, err, sandboxtest.ErrFake)
 	// A shm of no size.
 	require.ErrorIs(t, opts.Host.MountShm(dir+"/shm", 0, ""), sandboxtest.ErrFake)

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package nspin
+
+func sethostname(string) error { return ErrNotSupported }
+
+func closeFD(int) {}
