@@ -62,6 +62,19 @@ echo "root:          $(awk '$5 == "/" {print $6}' /proc/$pid/mountinfo | tail -1
 echo "resolv.conf:"
 sed 's/^/  /' /proc/$pid/root/etc/resolv.conf
 
+say "podctl join ${id:0:12} -- a busybox container in the pod"
+$podctl join "$id" -- sh -c 'echo "hostname:  $(hostname)"; echo "eth0:      $(ip -4 -o addr show eth0 | awk "{print \$4}")"; '"ping -c 1 -W 2 $podip | grep -m1 'bytes from' | sed 's/^/ping:      /'"'; echo "PID 1:     $(cat /proc/1/comm) (the pod'"'"'s pause: one PID namespace)"'
+
+say "podctl run --no-pause examples/pods/no-pause.json (no pause process: IPC and UTS pinned)"
+t0=$(date +%s%N)
+np=$($podctl run --no-pause examples/pods/no-pause.json)
+t1=$(date +%s%N)
+echo "$np   (built in $(( (t1 - t0) / 1000000 )) ms, nothing started)"
+npip=$($podctl inspect "$np" | sed -n '/"ips": \[/{n;s/[^0-9a-f.:]//gp;}')
+$podctl join "$np" -- sh -c 'echo "hostname:  $(hostname)"; echo "eth0:      $(ip -4 -o addr show eth0 | awk "{print \$4}")"; echo "shmmni:    $(cat /proc/sys/kernel/shmmni) (the pod'"'"'s IPC sysctl)"; echo "PID 1:     $(cat /proc/1/comm) (a PID namespace of its own)"'
+$podctl stop "$np"
+$podctl rm "$np"
+
 say "podctl stop ${id:0:12}; podctl rm ${id:0:12}"
 $podctl stop "$id"
 $podctl rm "$id"
@@ -70,10 +83,10 @@ $podctl ls
 say "nothing left behind?"
 left=0
 check() { if [ -n "$2" ]; then echo "left: $1: $2"; left=1; else echo "ok: no $1"; fi; }
-check "mount of the sandbox" "$(grep -F "$id" /proc/self/mountinfo || true)"
-check "netns pin" "$(ls /run/netns 2>/dev/null | grep -F "$id" || true)"
+check "mount of the sandbox" "$(grep -F -e "$id" -e "$np" /proc/self/mountinfo || true)"
+check "netns pin" "$(ls /run/netns 2>/dev/null | grep -F -e "$id" -e "$np" || true)"
 check "bundle" "$( [ -e "$bundle" ] && echo "$bundle" || true)"
-check "address held by IPAM" "$(ls $demo/ipam/podsmith-demo 2>/dev/null | grep -F "$podip" || true)"
+check "address held by IPAM" "$(ls $demo/ipam/podsmith-demo 2>/dev/null | grep -F -e "$podip" -e "$npip" || true)"
 check "veth on the demo bridge" "$(ls /sys/class/net/$bridge/brif 2>/dev/null || true)"
 # The monitor that reaped the pause has exited; its parent is PID 1, which
 # on some VMs reaps orphans only every second or two.

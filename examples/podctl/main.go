@@ -3,13 +3,14 @@
 // crictl reads (JSON or YAML) and is the simplest complete example of
 // embedding podsmith's sandbox.Builder with a Runtime.
 //
-//	podctl [global flags] run [--no-start] POD_CONFIG   build and start; prints the ID
+//	podctl [global flags] run [--no-start|--no-pause] POD_CONFIG   build and start; prints the ID
 //	podctl [global flags] plan POD_CONFIG               the spec, or every problem; no side effect
 //	podctl [global flags] inspect ID|NAME               one JSON object
 //	podctl [global flags] ls [-o json|table]            every sandbox
 //	podctl [global flags] stop ID|NAME                  stop the pause, release the network
 //	podctl [global flags] rm [-f] ID|NAME               destroy (-f: a running one too)
 //	podctl [global flags] recover                       finish what crashed runs left
+//	podctl [global flags] join [--rootfs DIR] ID|NAME -- CMD...  run CMD in a container in the pod
 //
 // POD_CONFIG "-" is standard input. Errors are one line on stderr starting
 // "podctl: "; the exit status is 0 on success, 1 on failure, 2 for a usage
@@ -17,6 +18,15 @@
 // the build was rolled back. stop and rm of a sandbox that is not there
 // fail ("no sandbox"), as crictl's do, unless --ignore-missing is given;
 // a sandbox that goes away while they run is success.
+//
+// run --no-pause builds a pod without a pause process (its IPC and UTS
+// namespaces pinned, as CRI-O's drop_infra_ctr), for pods whose
+// containers do not share a PID namespace (namespace_options.pid
+// CONTAINER or NODE). join runs a container in a pod, in the foreground,
+// joined to the pod's namespaces and files (sandbox.ContainerOpts), from a
+// busybox rootfs made of Debian's busybox-static unless --rootfs is given;
+// the container is removed when CMD exits, and podctl exits with CMD's
+// status.
 //
 // The pause process is not a child of podctl, which exits: the library's
 // runtime driver (package oci) runs the runtime's create in a small
@@ -84,7 +94,11 @@ type globals struct {
 const usage = `usage: podctl [global flags] COMMAND [flags] [ARG]
 
 commands:
-  run [--no-start] POD_CONFIG   build a sandbox and start its pause process; print its ID
+  run [--no-start|--no-pause] POD_CONFIG
+                                build a sandbox and start its pause process (none with
+                                --no-pause: pods whose containers share no PID namespace)
+  join [--rootfs DIR] ID|NAME -- CMD...
+                                run CMD in a busybox container in the pod; exit with its status
   plan POD_CONFIG               print the sandbox's spec, or every problem with the config
   inspect ID|NAME               print a sandbox as one JSON object
   ls [-o json|table]            list sandboxes
@@ -110,8 +124,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-	fmt.Fprintln(stderr, "podctl: "+msg)
+	var xe *exitStatusError
+	if errors.As(err, &xe) {
+		return xe.code // join's command said what it had to
+	}
+	fmt.Fprintln(stderr, "podctl: "+strings.ReplaceAll(err.Error(), "\n", "; "))
 	var ue *usageError
 	var se *signalError
 	switch {
@@ -153,7 +170,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return usagef("no command (run, plan, inspect, ls, stop, rm, recover; -h for help)")
+		return usagef("no command (run, plan, inspect, ls, stop, rm, recover, join; -h for help)")
 	}
 	cmd, rest := rest[0], rest[1:]
 	c := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
@@ -172,12 +189,15 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.rm(rest)
 	case "recover":
 		return c.recover(rest)
+	case "join":
+		return c.join(rest)
 	}
-	return usagef("unknown command %q (run, plan, inspect, ls, stop, rm, recover)", cmd)
+	return usagef("unknown command %q (run, plan, inspect, ls, stop, rm, recover, join)", cmd)
 }
 
 type cli struct {
-	g      globals
+	g         globals
+	pauseMode sandbox.PauseMode // run --no-pause
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -220,6 +240,7 @@ func (c *cli) builder(runtime int) (*sandbox.Builder, error) {
 		CgroupManager: manager,
 		CgroupParent:  c.g.cgroupParent,
 		Pause:         spec.PauseOptions{Binary: c.g.pause},
+		PauseMode:     c.pauseMode,
 		Logger:        slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if runtime != noRuntime {
@@ -292,13 +313,20 @@ func (c *cli) podConfig(fs *flag.FlagSet, args []string) (string, *pod.Config, e
 func (c *cli) run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	noStart := fs.Bool("no-start", false, "build the sandbox only")
+	noPause := fs.Bool("no-pause", false, "no pause process: pin the pod's IPC and UTS namespaces instead")
 	path, cfg, err := c.podConfig(fs, args)
 	if err != nil {
 		return err
 	}
 	need := needRuntime
-	if *noStart {
+	if *noStart || *noPause {
 		need = noRuntime
+	}
+	if *noStart && *noPause {
+		return usagef("run: --no-start and --no-pause: a pod without a pause has nothing to start")
+	}
+	if *noPause {
+		c.pauseMode = sandbox.PauseNever
 	}
 	b, err := c.builder(need)
 	if err != nil {
@@ -419,6 +447,9 @@ type view struct {
 	Created     time.Time         `json:"created"`
 	BundleDir   string            `json:"bundle_dir"`
 	NetnsPath   string            `json:"netns_path,omitempty"`
+	NoPause     bool              `json:"no_pause,omitempty"`
+	IPCNSPath   string            `json:"ipcns_path,omitempty"`
+	UTSNSPath   string            `json:"utsns_path,omitempty"`
 	IPs         []string          `json:"ips"`
 	PausePID    int               `json:"pause_pid,omitempty"`
 	MonitorPID  int               `json:"monitor_pid,omitempty"`
@@ -432,7 +463,7 @@ type view struct {
 
 // States a sandbox is shown in.
 const (
-	stateReady        = "ready"         // built, pause running
+	stateReady        = "ready"         // built, pause running (or none: --no-pause)
 	stateNotReady     = "notready"      // built, pause not running
 	stateNeedsCleanup = "needs-cleanup" // a Build or Destroy did not finish
 	stateBuilding     = "building"
@@ -441,6 +472,7 @@ const (
 func (c *cli) view(sb *sandbox.Sandbox) view {
 	v := view{
 		ID: sb.ID, Name: sb.Name, Created: sb.Created, BundleDir: sb.BundleDir, NetnsPath: sb.NetnsPath,
+		NoPause: sb.NoPause, IPCNSPath: sb.IPCNSPath, UTSNSPath: sb.UTSNSPath,
 		Hostname: sb.Hostname, CgroupsPath: sb.CgroupsPath, IPs: []string{}, Timings: map[string]string{},
 		Labels: map[string]string{}, Annotations: map[string]string{}, Runtime: c.g.runtime,
 	}
@@ -465,7 +497,9 @@ func (c *cli) view(sb *sandbox.Sandbox) view {
 	switch sb.State {
 	case sandbox.StateBuilt:
 		v.State = stateNotReady
-		if st, err := sb.PauseState(context.Background()); err == nil && st.Status == specs.StateRunning {
+		if sb.NoPause {
+			v.State = stateReady // its pins hold its namespaces
+		} else if st, err := sb.PauseState(context.Background()); err == nil && st.Status == specs.StateRunning {
 			v.State, v.PausePID, v.MonitorPID = stateReady, st.Pid, parentPID(st.Pid)
 		}
 	case sandbox.StateStopped: // stopped, or of an earlier boot
@@ -568,6 +602,9 @@ func (c *cli) stop(args []string) error {
 	if sb == nil || err != nil {
 		return err
 	}
+	if err := c.removeJoined(sb.ID); err != nil {
+		return err
+	}
 	// Kill, wait and delete the pause, release the network: CRI's
 	// StopPodSandbox. The rest stays until rm.
 	return sb.Stop(context.Background())
@@ -581,11 +618,17 @@ func (c *cli) rm(args []string) error {
 		return err
 	}
 	ctx := context.Background()
+	if !*force && sb.NoPause && sb.State == sandbox.StateBuilt {
+		return fmt.Errorf("sandbox %s is ready: stop it first, or rm -f", sb.ID[:13])
+	}
 	if !*force {
 		st, err := sb.PauseState(ctx)
 		if err == nil && st.Status == specs.StateRunning {
 			return fmt.Errorf("sandbox %s is running: stop it first, or rm -f", sb.ID[:13])
 		}
+	}
+	if err := c.removeJoined(sb.ID); err != nil {
+		return err
 	}
 	// Destroy removes the pause container first (killing it with -f).
 	return sb.Destroy(ctx)

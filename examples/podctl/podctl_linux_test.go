@@ -89,7 +89,7 @@ func newEnv(t *testing.T, runtime string) *env {
 	// the node's, not a pod's); anything else left under root is a leak.
 	var skeleton []string
 	for _, d := range []string{"state", "state/journals", "state/names", "state/network", "state/network/results", "run",
-		"run/sandboxes", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
+		"run/sandboxes", "run/joins", "run/runtime", "run/runtime/" + filepath.Base(e.runtime), "netns"} {
 		skeleton = append(skeleton, filepath.Join(root, d))
 	}
 	e.lc = testutil.CheckLeaks(t, testutil.Leaks{

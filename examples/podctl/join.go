@@ -1,0 +1,176 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/podsmith/podsmith/cgroups"
+	"github.com/podsmith/podsmith/spec"
+)
+
+// exitStatusError is the status a joined container's command exited with:
+// podctl exits with it, saying nothing more.
+type exitStatusError struct{ code int }
+
+func (e *exitStatusError) Error() string { return fmt.Sprintf("the command exited with status %d", e.code) }
+
+// busybox is Debian's busybox-static, the default rootfs of join.
+const busybox = "/bin/busybox"
+
+// join runs a command in a container in a pod: joined to the pod's
+// namespaces and files by sandbox.ContainerOpts, in the foreground, with
+// podctl's standard streams; the container is removed when it exits.
+func (c *cli) join(args []string) error {
+	fs := flag.NewFlagSet("join", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	rootfs := fs.String("rootfs", "", "the container's root file system (default: one of "+busybox+", made for the run)")
+	if err := fs.Parse(args); err != nil {
+		return usagef("join: %v", err)
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		return usagef("join: want ID|NAME -- CMD...")
+	}
+	ref, cmd := rest[0], rest[1:]
+	if cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	if len(cmd) == 0 || cmd[0] == "" {
+		return usagef("join: no command")
+	}
+	sb, err := c.find(ref, needRuntime)
+	if err != nil {
+		return err
+	}
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	id := joinPrefix(sb.ID) + hex.EncodeToString(raw[:])
+	opts, err := sb.ContainerOpts(id, sb.Config.Namespaces().Pid)
+	if err != nil {
+		return err
+	}
+	// The container's own dir: its bundle, and its rootfs when it is
+	// busybox's. Gone when it exits (or, should podctl be killed, with the
+	// pod: removeJoined).
+	if err := os.MkdirAll(c.joinsDir(), 0o700); err != nil {
+		return err
+	}
+	dir := filepath.Join(c.joinsDir(), id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if *rootfs == "" {
+		if *rootfs, err = busyboxRootfs(filepath.Join(dir, "rootfs")); err != nil {
+			return err
+		}
+	}
+	s, err := spec.New(append([]spec.Opt{
+		spec.WithRoot(*rootfs, true), spec.WithArgs(cmd...), spec.WithUser(0, 0), spec.WithOOMScoreAdj(0),
+		spec.WithSeccomp(spec.RuntimeDefaultProfile()),
+	}, opts...)...)
+	if err != nil {
+		return err
+	}
+	if err := spec.Save(dir, s, spec.SaveOptions{}); err != nil {
+		return err
+	}
+	return c.runForeground(id, dir)
+}
+
+// runForeground runs the container with the runtime's run (not detached),
+// with podctl's standard streams, and removes what is left of it.
+func (c *cli) runForeground(id, bundle string) error {
+	manager, err := cgroups.ParseManager(c.g.cgroupManager)
+	if err != nil {
+		return usagef("--cgroup-manager: %v", err)
+	}
+	global := []string{"--root", filepath.Join(c.g.runRoot, "runtime", filepath.Base(c.g.runtime))}
+	if manager == cgroups.Systemd {
+		global = append(global, "--systemd-cgroup")
+	}
+	run := exec.Command(c.g.runtime, append(global, "run", "--bundle", bundle, id)...)
+	run.Stdin, run.Stdout, run.Stderr = c.stdin, c.stdout, c.stderr
+	err = run.Run()
+	// run removes the container when its process exits; a run that
+	// failed half-way may have left it.
+	_ = exec.Command(c.g.runtime, append(global, "delete", "--force", id)...).Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() > 0 {
+		return &exitStatusError{code: ee.ExitCode()}
+	}
+	if err != nil {
+		return fmt.Errorf("join: %s run: %w", c.g.runtime, err)
+	}
+	return nil
+}
+
+// joinPrefix starts the IDs of the containers join runs in a pod.
+func joinPrefix(sandboxID string) string { return "join-" + sandboxID[:12] + "-" }
+
+func (c *cli) joinsDir() string { return filepath.Join(c.g.runRoot, "joins") }
+
+// removeJoined removes what join left in a pod whose podctl was killed
+// while its command ran: the runtime's container (killed) and its dir.
+// stop and rm call it before they stop the pod.
+func (c *cli) removeJoined(sandboxID string) error {
+	prefix := joinPrefix(sandboxID)
+	global := []string{"--root", filepath.Join(c.g.runRoot, "runtime", filepath.Base(c.g.runtime))}
+	if c.g.cgroupManager == string(cgroups.Systemd) {
+		global = append(global, "--systemd-cgroup")
+	}
+	var errs []error
+	for _, dir := range []string{global[1], c.joinsDir()} {
+		ents, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		for _, e := range ents {
+			id := e.Name()
+			if !strings.HasPrefix(id, prefix) {
+				continue
+			}
+			if dir == global[1] {
+				_ = exec.Command(c.g.runtime, append(global, "kill", id, "KILL")...).Run()
+				if out, err := exec.Command(c.g.runtime, append(global, "delete", "--force", id)...).CombinedOutput(); err != nil {
+					errs = append(errs, fmt.Errorf("joined container %s: %s delete: %w: %s", id, c.g.runtime, err, strings.TrimSpace(string(out))))
+				}
+			} else if err := os.RemoveAll(filepath.Join(dir, id)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// busyboxRootfs makes a rootfs of busybox at root: /bin/busybox, /bin/sh
+// and the directories a runtime mounts on.
+func busyboxRootfs(root string) (string, error) {
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		return "", fmt.Errorf("join: the default rootfs needs Debian's busybox-static (or give --rootfs): %w", err)
+	}
+	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
+		return "", err
+	}
+	for _, applet := range []string{"sh", "hostname", "ip", "ping", "cat", "ls", "echo", "awk", "grep", "head", "tail", "sleep", "ps", "wget", "nc"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
+			return "", err
+		}
+	}
+	return root, nil
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/testutil"
+)
+
+// run --no-pause and join, with runc and crun: a container in the pod sees
+// its hostname, sysctls and PID namespace; join exits with its command's
+// status; the whole lifecycle leaves nothing.
+func TestNoPauseAndJoin(t *testing.T) {
+	for _, runtime := range []string{"runc", "crun"} {
+		t.Run(runtime, func(t *testing.T) {
+			testutil.BusyboxRootfs(t, t.TempDir()) // skips or fails without busybox-static
+			e := newEnv(t, runtime)
+			id := strings.TrimSpace(e.ok("run", "--no-pause", "../pods/no-pause.json"))
+			v := e.inspect(id)
+			assert.True(t, v.NoPause)
+			assert.Equal(t, stateReady, v.State)
+			assert.Zero(t, v.PausePID)
+			for _, p := range []string{v.IPCNSPath, v.UTSNSPath} {
+				assert.FileExists(t, p)
+			}
+			assert.Equal(t, "no-pause\n2048\n1\n", e.ok("join", id, "--", "sh", "-c", "hostname; cat /proc/sys/kernel/shmmni; echo $$"))
+			r := e.podctl("join", id, "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+			assert.Equal(t, result{"out\n", "err\n", 7}, r, "join exits with the command's status, and says nothing of its own")
+			assert.Equal(t, 2, e.podctl("join", id).code)
+			assert.Equal(t, 2, e.podctl("join", id, "--").code)
+			assert.Contains(t, e.podctl("join", "no-such-pod", "--", "true").stderr, "no sandbox")
+
+			// A pod sharing its PID namespace needs a pause.
+			r = e.podctl("run", "--no-pause", "../pods/basic.json")
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stderr, "namespace_options.pid")
+			assert.Equal(t, 2, e.podctl("run", "--no-pause", "--no-start", "../pods/basic.json").code)
+
+			// With a pause: its PID namespace is shared.
+			withPause := strings.TrimSpace(e.ok("run", "../pods/basic.json"))
+			pv := e.inspect(withPause)
+			e.lc.TrackProcess(pv.PausePID)
+			e.lc.TrackProcess(pv.MonitorPID)
+			assert.Equal(t, "basic\npause\n", e.ok("join", withPause, "--", "sh", "-c", "hostname; cat /proc/1/comm"))
+
+			// podctl killed while its command runs: the container stays
+			// in the pod until the pod goes.
+			fifo := filepath.Join(v.BundleDir, "shm", "up")
+			require.NoError(t, unix.Mkfifo(fifo, 0o666))
+			join := e.command("join", id, "--", "sh", "-c", "echo up > /dev/shm/up; exec sleep 60")
+			require.NoError(t, join.Start())
+			b, err := os.ReadFile(fifo)
+			require.NoError(t, err)
+			require.Equal(t, "up\n", string(b))
+			require.NoError(t, join.Process.Signal(syscall.SIGKILL))
+			_ = join.Wait()
+			ents, err := os.ReadDir(filepath.Join(e.root, "run", "joins"))
+			require.NoError(t, err)
+			require.Len(t, ents, 1, "the killed join's container")
+
+			assert.Equal(t, 1, e.podctl("rm", id).code, "a ready pod needs stop first")
+			e.ok("stop", id)
+			e.ok("rm", id)
+			e.ok("rm", "-f", withPause)
+			reapOrphans(t, 10*time.Second)
+			assert.Empty(t, e.lc.Leaked())
+		})
+	}
+}
