@@ -12,7 +12,7 @@ endif
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 MODULES := . $(patsubst %/go.mod,%,$(wildcard cri/go.mod examples/go.mod))
 
-.PHONY: test deps lint fmt vet staticcheck unit demo podctl crishim bench clean
+.PHONY: test deps lint fmt vet staticcheck unit demo podctl crishim bench bench-pause-modes clean
 
 test: deps lint unit
 
@@ -64,6 +64,10 @@ unit:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# podctl run with a pause against run --no-pause, end to end (root).
+bench-pause-modes: podctl
+	@./bench/pause-modes.sh
 
 clean:
 	rm -rf $(BIN)

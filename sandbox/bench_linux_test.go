@@ -21,6 +21,7 @@ import (
 	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/netns"
 	"github.com/podsmith/podsmith/netns/cni"
+	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
 )
 
@@ -221,4 +222,66 @@ func BenchmarkBuildDestroyCNI(b *testing.B) {
 		b.ReportMetric(100*float64(inPlugins.Load())/float64(busy), "%in-plugins")
 		b.ReportMetric(float64(time.Duration(inPlugins.Load()).Microseconds())/float64(b.N), "plugin-µs/op")
 	})
+}
+
+// BenchmarkPauseModes measures Build+Destroy of a pod with a pause and of
+// one without (Options.PauseMode PauseNever), in turn in each iteration,
+// on the real host without CNI: "bundle" with no Runtime (the library's
+// own work: a bundle versus two more pins), "started" with runc creating
+// and starting the pause (end to end: what a no-pause pod saves).
+func BenchmarkPauseModes(b *testing.B) {
+	for _, started := range []bool{false, true} {
+		name := "bundle"
+		if started {
+			name = "started"
+		}
+		b.Run(name, func(b *testing.B) {
+			root := benchRoot(b)
+			builder := func(sub string, o sandbox.Options) *sandbox.Builder {
+				dir := filepath.Join(root, sub)
+				require.NoError(b, os.Mkdir(dir, 0o755))
+				opts, err := realOptionsAt(dir, o)
+				require.NoError(b, err)
+				bl, err := sandbox.NewBuilder(opts)
+				require.NoError(b, err)
+				_, err = bl.Prepare()
+				require.NoError(b, err)
+				return bl
+			}
+			o := sandbox.Options{}
+			if started {
+				require.NoError(b, testutil.BecomeSubreaper())
+				o.Runtime = testutil.NewRuntime(b, "runc")
+				o.CgroupParent = "/podsmith-bench-" + filepath.Base(root)
+				b.Cleanup(func() { _ = testutil.RemoveCgroup(o.CgroupParent, o.CgroupParent) })
+			}
+			withPause := builder("pause", o)
+			o.PauseMode = sandbox.PauseNever
+			noPause := builder("no-pause", o)
+			ctx := context.Background()
+			cycle := func(bl *sandbox.Builder, cfg *pod.Config) (time.Duration, error) {
+				t0 := time.Now()
+				sb, err := bl.Build(ctx, cfg)
+				if err != nil {
+					return 0, err
+				}
+				err = sb.Destroy(ctx)
+				return time.Since(t0), err
+			}
+			var p, np latencies
+			measure(b, false, func(i int64) error {
+				d, err := cycle(withPause, noPauseConfig(fmt.Sprintf("pod-%d", i)))
+				if err != nil {
+					return err
+				}
+				p.add(d)
+				d, err = cycle(noPause, noPauseConfig(fmt.Sprintf("pod-%d", i)))
+				np.add(d)
+				return err
+			})
+			b.ReportMetric(float64(p.p50().Microseconds()), "pause-p50-µs")
+			b.ReportMetric(float64(np.p50().Microseconds()), "no-pause-p50-µs")
+			b.ReportMetric(float64(np.p50())/float64(p.p50()), "no-pause/pause")
+		})
+	}
 }

@@ -21,7 +21,9 @@ import (
 // podctl exits with it, saying nothing more.
 type exitStatusError struct{ code int }
 
-func (e *exitStatusError) Error() string { return fmt.Sprintf("the command exited with status %d", e.code) }
+func (e *exitStatusError) Error() string {
+	return fmt.Sprintf("the command exited with status %d", e.code)
+}
 
 // busybox is Debian's busybox-static, the default rootfs of join.
 const busybox = "/bin/busybox"

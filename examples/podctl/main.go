@@ -198,9 +198,9 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 type cli struct {
 	g         globals
 	pauseMode sandbox.PauseMode // run --no-pause
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 // Whether a Builder needs the runtime.
