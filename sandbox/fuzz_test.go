@@ -35,6 +35,9 @@ func FuzzPlan(f *testing.F) {
 
 	b, h := planBuilder(f, sandbox.Options{})
 	o := b.Options()
+	// The same config, to a Builder that gives pauses only to pods that
+	// share a PID namespace: valid or not alike, and pinned as it says.
+	nb, nh := planBuilder(f, sandbox.Options{PauseMode: sandbox.PauseForSharedPID})
 
 	f.Fuzz(func(t *testing.T, name, namespace, uid, hostname, logDir, sysctl, sysctlValue, server, annKey, annValue, cgroupParent string, flags uint8) {
 		cfg := &pod.Config{
@@ -65,9 +68,28 @@ func FuzzPlan(f *testing.F) {
 		}
 		if flags&fuzzHostPID != 0 {
 			ns.Pid = pod.NamespaceNode
+		} else if flags&fuzzOwnPID != 0 {
+			ns.Pid = pod.NamespaceContainer
 		}
 
+		np, nerr := nb.Plan(cfg)
+		if len(nh.Ops()) != 0 {
+			t.Fatalf("Plan touched the host: %v", nh.Ops())
+		}
 		p, err := b.Plan(cfg)
+		if (err == nil) != (nerr == nil) {
+			t.Fatalf("valid in one pause mode, not in the other: %v / %v", err, nerr)
+		}
+		if nerr == nil {
+			wantNoPause := ns.Pid != pod.NamespacePod
+			pinned := func(path string, want bool) bool {
+				return want == (path != "") && (path == "" || under(path, np.BundleDir) && path != np.BundleDir)
+			}
+			if np.NoPause != wantNoPause || (np.Spec == nil) != wantNoPause || (np.Files.Rootfs == "") != wantNoPause ||
+				!pinned(np.IPCNSPath, wantNoPause && ns.Ipc != pod.NamespaceNode) || !pinned(np.UTSNSPath, wantNoPause && ns.Network != pod.NamespaceNode) {
+				t.Fatalf("pid %s: no pause %v, spec %v, rootfs %q, pins %q %q", ns.Pid, np.NoPause, np.Spec != nil, np.Files.Rootfs, np.IPCNSPath, np.UTSNSPath)
+			}
+		}
 		if len(h.Ops()) != 0 {
 			t.Fatalf("Plan touched the host: %v", h.Ops())
 		}
@@ -145,4 +167,5 @@ const (
 	fuzzHostIPC
 	fuzzHostPID
 	fuzzPrivileged
+	fuzzOwnPID // pid CONTAINER (unless host PID)
 )
