@@ -78,7 +78,13 @@ type ShmOptions struct {
 	Max int64
 	// MountLabel is the SELinux context of the tmpfs ("" for none).
 	MountLabel string
+	// Owner owns the tmpfs's root (nil: root): a pod's root, mapped to
+	// the host by its user namespace.
+	Owner *Owner
 }
+
+// Owner is the host user and group that own a mount.
+type Owner struct{ UID, GID uint32 }
 
 // MountShm creates the directory path (its parent must exist; an existing
 // empty directory is used as is) and mounts the shm tmpfs on it. It returns
@@ -89,7 +95,7 @@ func MountShm(path string, opts ShmOptions) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := mountShm(path, size, opts.MountLabel); err != nil {
+	if err := mountShm(path, size, opts.MountLabel, opts.Owner); err != nil {
 		return 0, err
 	}
 	return size, nil

@@ -49,12 +49,16 @@ func onDir(path string, fn func(target string) error) error {
 	return fn("/proc/self/fd/" + strconv.Itoa(fd))
 }
 
-func mountShm(path string, size int64, mountLabel string) error {
+func mountShm(path string, size int64, mountLabel string, owner *Owner) error {
 	created, err := mountPointDir("shm", path, 0o700)
 	if err != nil {
 		return err
 	}
-	data := label.FormatMountLabel("mode=1777,size="+strconv.FormatInt(size, 10), mountLabel)
+	opts := "mode=1777,size=" + strconv.FormatInt(size, 10)
+	if owner != nil {
+		opts += fmt.Sprintf(",uid=%d,gid=%d", owner.UID, owner.GID)
+	}
+	data := label.FormatMountLabel(opts, mountLabel)
 	if err := onDir(path, func(target string) error { return unix.Mount("shm", target, "tmpfs", shmFlags, data) }); err != nil {
 		if created {
 			_ = os.Remove(path)

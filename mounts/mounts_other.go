@@ -2,7 +2,7 @@
 
 package mounts
 
-func mountShm(string, int64, string) error { return ErrNotSupported }
+func mountShm(string, int64, string, *Owner) error { return ErrNotSupported }
 
 func unmountAndRemove(string) error { return ErrNotSupported }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/podsmith/podsmith/internal/platform"
 )
 
@@ -120,3 +122,39 @@ type Pin struct {
 // List returns the pins in dir (every non-directory entry), live or not, in
 // name order. A missing dir has no pins.
 func List(dir string) ([]Pin, error) { return list(dir) }
+
+// UserNS is a user namespace for NewInUserNS to create, pin and give the
+// new network namespace to.
+type UserNS struct {
+	// Pin is where the user namespace is pinned (a new file).
+	Pin string
+	// UIDs and GIDs are its mappings.
+	UIDs, GIDs []specs.LinuxIDMapping
+	// Helper is a static binary, with HelperArgs, that waits until it is
+	// killed (a pause): a helper process runs it in the new namespaces
+	// while they are pinned, since a Go process, having threads, cannot
+	// enter a new user namespace itself. It runs as the caller, not as a
+	// mapped user.
+	Helper     string
+	HelperArgs []string
+}
+
+// NewInUserNS is New for a network namespace owned by a new user
+// namespace: it creates both (with the mappings), pins the user namespace
+// at u.Pin and the network namespace at dir/name, and brings lo up. Root
+// in the user namespace then holds CAP_NET_ADMIN over this network
+// namespace and over nothing of the node's. On failure neither pin is
+// left.
+func NewInUserNS(dir, name string, u UserNS) (*NetNS, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if len(u.UIDs) == 0 || len(u.GIDs) == 0 || u.Pin == "" || u.Helper == "" {
+		return nil, errors.New("netns: a user namespace needs a pin, UID and GID mappings and a helper binary")
+	}
+	p := filepath.Join(dir, name)
+	if err := createInUserNS(dir, p, u); err != nil {
+		return nil, err
+	}
+	return &NetNS{path: p}, nil
+}

@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/internal/nsthread"
@@ -132,4 +137,76 @@ func list(dir string) ([]Pin, error) {
 		pins = append(pins, Pin{Path: p, Live: nsthread.Live(p)})
 	}
 	return pins, nil
+}
+
+// createInUserNS makes a user namespace and a network namespace it owns,
+// in a helper process cloned into both (os/exec writes the mappings
+// before the helper execs), pins both from /proc/<helper>/ns, kills the
+// helper, and brings lo up.
+func createInUserNS(dir, path string, u UserNS) (err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("netns: pin dir: %w", err)
+	}
+	for _, pin := range []string{path, u.Pin} {
+		fd, err := unix.Open(pin, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
+		if err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				err = ErrExist
+			}
+			return fmt.Errorf("netns: create pin %s: %w", pin, err)
+		}
+		_ = unix.Close(fd)
+		defer func() {
+			if err != nil {
+				_ = nsthread.Remove(pin)
+			}
+		}()
+	}
+	ids := func(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+		out := make([]syscall.SysProcIDMap, len(ms))
+		for i, m := range ms {
+			out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+		}
+		return out
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The helper's parent-death signal follows this thread: keep it
+		// alive until the helper is gone.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cmd := exec.Command(u.Helper, u.HelperArgs...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Cloneflags:                 unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
+			UidMappings:                ids(u.UIDs),
+			GidMappings:                ids(u.GIDs),
+			GidMappingsEnableSetgroups: true,
+			Pdeathsig:                  syscall.SIGKILL,
+		}
+		if err := cmd.Start(); err != nil {
+			errc <- fmt.Errorf("netns: user namespace helper %s: %w", u.Helper, err)
+			return
+		}
+		proc := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/"
+		var err error
+		if err = testHook("userns"); err == nil {
+			err = unix.Mount(proc+"user", u.Pin, "", unix.MS_BIND, "")
+		}
+		if err == nil {
+			err = unix.Mount(proc+"net", path, "", unix.MS_BIND, "")
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if err != nil {
+			err = fmt.Errorf("netns: pin the user namespace and its network namespace: %w", err)
+		}
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		return err
+	}
+	if err := do(path, loopbackUp); err != nil {
+		return fmt.Errorf("netns: %s: %w", path, err)
+	}
+	return nil
 }

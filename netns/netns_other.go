@@ -17,3 +17,5 @@ func inode(string) (uint64, error) { return 0, ErrNotSupported }
 func remove(string) error { return ErrNotSupported }
 
 func list(string) ([]Pin, error) { return nil, ErrNotSupported }
+
+func createInUserNS(string, string, UserNS) error { return ErrNotSupported }

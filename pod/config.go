@@ -95,6 +95,25 @@ type NamespaceOptions struct {
 	// TargetID is for containers' TARGET PID mode; a sandbox has no use
 	// for it.
 	TargetID string `json:"target_id,omitempty"`
+	// UsernsOptions asks for a user namespace: nil or mode NODE is none
+	// (the node's), POD is one for the pod, with its mappings.
+	UsernsOptions *UserNamespace `json:"userns_options,omitempty"`
+}
+
+// UserNamespace is CRI's UserNamespace: the pod's user namespace mode and
+// its ID mappings (exactly one of each for mode POD).
+type UserNamespace struct {
+	Mode NamespaceMode `json:"mode,omitempty"`
+	Uids []IDMapping   `json:"uids,omitempty"`
+	Gids []IDMapping   `json:"gids,omitempty"`
+}
+
+// IDMapping maps Length IDs from ContainerID in the namespace to HostID on
+// the node.
+type IDMapping struct {
+	HostID      uint32 `json:"host_id,omitempty"`
+	ContainerID uint32 `json:"container_id,omitempty"`
+	Length      uint32 `json:"length,omitempty"`
 }
 
 // SELinuxOptions are the SELinux label components of the pod.

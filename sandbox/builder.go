@@ -175,10 +175,13 @@ func (b *Builder) Prepare() (*spec.PauseRootfs, error) {
 		{filepath.Join(o.StateDir, "names"), 0o700},
 		{filepath.Join(o.StateDir, "pause"), 0o755},
 		{b.networkDir(), 0o700},
-		{filepath.Join(o.RunDir, "sandboxes"), 0o700},
+		{filepath.Join(o.RunDir, "sandboxes"), 0o711}, // searched by pods' user namespace roots
 		{o.NetnsDir, 0o755},
 	} {
 		if err := owndir.Make(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil { // made by an earlier version, or under a umask
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
@@ -421,10 +424,23 @@ func (bl *build) reserve(context.Context) error {
 }
 
 func (bl *build) dirs(context.Context) error {
+	mode := os.FileMode(0o700)
+	if bl.p.UserNSPath != "" {
+		// The pod's root, an unprivileged user of the node, must reach
+		// the bundle (its runtime mounts the files as that user): search,
+		// not list.
+		if err := searchable(filepath.Dir(bl.p.BundleDir)); err != nil {
+			return err
+		}
+		mode = 0o711
+	}
 	if err := bl.record(journal.Record{Op: opRemoveDir, Path: bl.p.BundleDir}, false); err != nil {
 		return err
 	}
-	return os.Mkdir(bl.p.BundleDir, 0o700)
+	if err := os.Mkdir(bl.p.BundleDir, mode); err != nil {
+		return err
+	}
+	return os.Chmod(bl.p.BundleDir, mode) // past the umask
 }
 
 func (bl *build) files(context.Context) error {
@@ -462,16 +478,30 @@ func (bl *build) shm(context.Context) error {
 	if err := bl.record(journal.Record{Op: opUnmount, Path: bl.p.Files.Shm}, false); err != nil {
 		return err
 	}
-	return bl.b.opts.Host.MountShm(bl.p.Files.Shm, bl.p.ShmSize, bl.p.mountLabel)
+	return bl.b.opts.Host.MountShm(bl.p.Files.Shm, bl.p.ShmSize, bl.p.mountLabel, bl.p.owner())
 }
 
 func (bl *build) netns(context.Context) error {
-	if err := bl.record(journal.Record{Op: opNetnsRemove, Path: bl.p.NetnsPath}, false); err != nil {
+	p := bl.p
+	opts := NetNSOptions{Sysctls: p.sysctlsOf(specs.NetworkNamespace)}
+	if p.UserNSPath != "" {
+		// The pod's user namespace, made with the netns it owns.
+		if err := bl.record(journal.Record{Op: opUnpin, Path: p.UserNSPath}, false); err != nil {
+			return err
+		}
+		rootfs, err := bl.b.Prepare()
+		if err != nil {
+			return err
+		}
+		opts.UserNS = &UserNS{Path: p.UserNSPath, UIDs: p.uids, GIDs: p.gids,
+			HelperBinary: filepath.Join(rootfs.Path, spec.PauseBinaryName), HelperArgs: rootfs.Args[1:]}
+	}
+	if err := bl.record(journal.Record{Op: opNetnsRemove, Path: p.NetnsPath}, false); err != nil {
 		return err
 	}
-	path, err := bl.b.opts.Host.CreateNetNS(bl.b.opts.NetnsDir, bl.b.netnsName(bl.p.ID), bl.p.sysctlsOf(specs.NetworkNamespace))
-	if err == nil && path != bl.p.NetnsPath {
-		err = fmt.Errorf("netns pinned at %s, not %s", path, bl.p.NetnsPath)
+	path, err := bl.b.opts.Host.CreateNetNS(bl.b.opts.NetnsDir, bl.b.netnsName(p.ID), opts)
+	if err == nil && path != p.NetnsPath {
+		err = fmt.Errorf("netns pinned at %s, not %s", path, p.NetnsPath)
 	}
 	return err
 }

@@ -109,25 +109,25 @@ func TestRealBuildAndDestroy(t *testing.T) {
 
 func TestRealFaultInjectionAtEveryStep(t *testing.T) {
 	for _, mode := range crashModes {
-		t.Run(mode.name, func(t *testing.T) { realFaultInjectionAtEveryStep(t, mode.noPause) })
+		t.Run(mode.name, func(t *testing.T) { realFaultInjectionAtEveryStep(t, mode) })
 	}
 }
 
-func realFaultInjectionAtEveryStep(t *testing.T, noPause bool) {
+func realFaultInjectionAtEveryStep(t *testing.T, mode buildMode) {
 	var failAt sandbox.Step
 	injected := errors.New("injected")
-	opts, podConfig := sandbox.Options{Runtime: testutil.NewRuntime(t, "runc")}, podConfig
-	if noPause {
-		opts.PauseMode, podConfig = sandbox.PauseNever, noPauseConfig
-	}
+	opts := sandbox.Options{Runtime: testutil.NewRuntime(t, "runc")}
+	mode.apply(&opts)
+	podConfig := mode.config
 	b, lc := realBuilder(t, beforeStep(opts, func(_ context.Context, _ string, s sandbox.Step) error {
 		if s == failAt {
 			return injected
 		}
 		return nil
 	}))
+	searchableFrom(t, b.Options().RunDir)
 	ctx := context.Background()
-	for _, step := range stepsOf(noPause) {
+	for _, step := range stepsOf(mode.noPause) {
 		failAt = step
 		_, err := b.Build(ctx, podConfig("web"))
 		require.ErrorIs(t, err, injected, step)
@@ -246,17 +246,18 @@ func TestRealConcurrentBuilds(t *testing.T) {
 func TestRealRecoverAfterCrash(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, mode := range crashModes {
-		for _, at := range crashPoints(mode.noPause) {
+		for _, at := range crashPoints(mode) {
 			if strings.HasSuffix(at, ":attach") || strings.HasSuffix(at, ":detach") {
 				continue // no network here: TestNetworkRecoverAfterACrash has them
 			}
-			t.Run(mode.name+"/"+at, func(t *testing.T) { realRecoverAfterCrash(t, at, mode.env) })
+			t.Run(mode.name+"/"+at, func(t *testing.T) { realRecoverAfterCrash(t, at, mode.env()) })
 		}
 	}
 }
 
 func realRecoverAfterCrash(t *testing.T, at, env string) {
 	root := t.TempDir()
+	searchableFrom(t, root) // for the pods in a user namespace
 	rt, err := crashRuntimeAt(root, "runc")
 	require.NoError(t, err)
 	require.NoError(t, testutil.BecomeSubreaper())

@@ -215,19 +215,18 @@ func TestFindErrors(t *testing.T) {
 
 func TestFailAtEveryStep(t *testing.T) {
 	for _, mode := range crashModes {
-		t.Run(mode.name, func(t *testing.T) { failAtEveryStep(t, mode.noPause) })
+		t.Run(mode.name, func(t *testing.T) { failAtEveryStep(t, mode) })
 	}
 }
 
-func failAtEveryStep(t *testing.T, noPause bool) {
-	opts, podConfig := sandbox.Options{}, podConfig
-	if noPause {
-		opts.PauseMode, podConfig = sandbox.PauseNever, noPauseConfig
-	}
+func failAtEveryStep(t *testing.T, mode buildMode) {
+	var opts sandbox.Options
+	mode.apply(&opts)
+	podConfig := mode.config
 	b, h := sandboxtest.NewBuilder(t, opts)
 	before := tree(t, b, h)
 	ctx := context.Background()
-	for _, step := range stepsOf(noPause) {
+	for _, step := range stepsOf(mode.noPause) {
 		t.Run(string(step), func(t *testing.T) {
 			injected := fmt.Errorf("injected at %s", step)
 			h.FailAt(step, injected)

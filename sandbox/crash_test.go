@@ -31,9 +31,8 @@ const (
 	// The real host's runtime (runc or crun), its state and wrapper
 	// under <crash dir>/runtime.
 	envCrashRuntime = "PODSMITH_TEST_CRASH_RUNTIME"
-	// "1": a Builder with Options.PauseMode PauseNever, building a pod
-	// whose containers do not share a PID namespace.
-	envCrashNoPause = "PODSMITH_TEST_CRASH_NOPAUSE"
+	// The buildMode's name: pause, no-pause or userns.
+	envCrashMode = "PODSMITH_TEST_CRASH_MODE"
 )
 
 // realNetwork plugs the crash child's CNI network in (on Linux: see
@@ -58,14 +57,17 @@ func TestMain(m *testing.M) {
 // ("op:<undo>", "done:<undo>").
 // A Build without a pause has no rootfs, spec, create or start, and pins
 // its IPC and UTS namespaces.
-func crashPoints(noPause bool) []string {
+func crashPoints(m buildMode) []string {
 	var pts []string
-	for _, s := range stepsOf(noPause) {
+	for _, s := range stepsOf(m.noPause) {
 		pts = append(pts, "step:"+string(s))
 	}
 	ops := []string{"bind", "mount-shm", "netns-create", "attach", "create", "start", "netns-remove", "unmount", "detach", "kill", "delete"}
-	if noPause {
+	switch {
+	case m.noPause:
 		ops = []string{"mount-shm", "netns-create", "pin", "attach", "netns-remove", "unpin", "unmount", "detach"}
+	case m.userns:
+		ops = append(ops, "unpin") // the user namespace's pin (made with the netns)
 	}
 	for _, op := range ops {
 		pts = append(pts, "op:"+op, "done:"+op)
@@ -87,12 +89,62 @@ func stepsOf(noPause bool) []sandbox.Step {
 	})
 }
 
-// crashModes are the Builds a crash test kills: with a pause, and without.
-var crashModes = []struct {
-	name    string
-	noPause bool
-	env     string
-}{{"pause", false, envCrashNoPause + "=0"}, {"no-pause", true, envCrashNoPause + "=1"}}
+// buildMode is a kind of Build the crash and fault tests cover: with a
+// pause, without one, in a user namespace.
+type buildMode struct {
+	name            string
+	noPause, userns bool
+}
+
+// crashModes are the Builds a crash test kills.
+var crashModes = []buildMode{{name: "pause"}, {name: "no-pause", noPause: true}, {name: "userns", userns: true}}
+
+// env is the crash child's environment for the mode.
+func (m buildMode) env() string { return envCrashMode + "=" + m.name }
+
+// apply sets the mode's Options; config is its podConfig.
+func (m buildMode) apply(o *sandbox.Options) {
+	if m.noPause {
+		o.PauseMode = sandbox.PauseNever
+	}
+}
+
+func (m buildMode) config(name string) *pod.Config {
+	switch {
+	case m.noPause:
+		return noPauseConfig(name)
+	case m.userns:
+		return usernsPod(name)
+	}
+	return podConfig(name)
+}
+
+// usernsPod is a pod in a user namespace of its own: container IDs 0-65535
+// are host IDs from usernsHostID.
+func usernsPod(name string) *pod.Config {
+	cfg := podConfig(name)
+	m := []pod.IDMapping{{HostID: usernsHostID, ContainerID: 0, Length: 65536}}
+	cfg.Linux.SecurityContext = &pod.SecurityContext{NamespaceOptions: &pod.NamespaceOptions{
+		UsernsOptions: &pod.UserNamespace{Mode: pod.NamespacePod, Uids: m, Gids: m},
+	}}
+	return cfg
+}
+
+// searchableFrom makes dir and its parents up to the temp dir searchable
+// by others (t.TempDir's dirs are 0700): a pod's user namespace root, an
+// unprivileged user of the node, must reach its bundle.
+func searchableFrom(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; d != os.TempDir() && d != filepath.Dir(d); d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		require.NoError(t, err)
+		require.NoError(t, os.Chmod(d, st.Mode().Perm()|0o011))
+	}
+}
+
+// usernsHostID is where the test pods' IDs start on the node: far above
+// any real user's.
+const usernsHostID = 1 << 30
 
 // noPauseConfig is podConfig for a Builder without pauses: its containers
 // have PID namespaces of their own.
@@ -141,13 +193,13 @@ func around(at, kind string, fn func() error) error {
 	return err
 }
 
-func (d dyingHost) CreateNetNS(dir, name string, sysctls map[string]string) (p string, err error) {
-	err = around(d.at, "netns-create", func() error { p, err = d.Host.CreateNetNS(dir, name, sysctls); return err })
+func (d dyingHost) CreateNetNS(dir, name string, opts sandbox.NetNSOptions) (p string, err error) {
+	err = around(d.at, "netns-create", func() error { p, err = d.Host.CreateNetNS(dir, name, opts); return err })
 	return p, err
 }
 
-func (d dyingHost) MountShm(path string, size int64, label string) error {
-	return around(d.at, "mount-shm", func() error { return d.Host.MountShm(path, size, label) })
+func (d dyingHost) MountShm(path string, size int64, label string, owner *sandbox.Owner) error {
+	return around(d.at, "mount-shm", func() error { return d.Host.MountShm(path, size, label, owner) })
 }
 
 func (d dyingHost) BindReadOnly(src, dst string) error {
@@ -233,10 +285,14 @@ func crashChild(dir, at string) {
 		o.Runtime = dyingRuntime{o.Runtime, at}
 	}
 	o.Host = dyingHost{o.Host, at}
-	cfg := podConfig("crash")
-	if os.Getenv(envCrashNoPause) == "1" {
-		o.PauseMode, cfg = sandbox.PauseNever, noPauseConfig("crash")
+	var mode buildMode
+	for _, m := range crashModes {
+		if m.name == os.Getenv(envCrashMode) {
+			mode = m
+		}
 	}
+	mode.apply(&o)
+	cfg := mode.config("crash")
 	o = beforeStep(o, func(_ context.Context, _ string, s sandbox.Step) error {
 		if at == "step:"+string(s) {
 			die()
@@ -277,14 +333,15 @@ func runToCrash(t *testing.T, dir, at string, env ...string) {
 
 func TestRecoverAfterCrash(t *testing.T) {
 	for _, mode := range crashModes {
-		for _, at := range crashPoints(mode.noPause) {
-			t.Run(mode.name+"/"+at, func(t *testing.T) { recoverAfterCrash(t, at, mode.env) })
+		for _, at := range crashPoints(mode) {
+			t.Run(mode.name+"/"+at, func(t *testing.T) { recoverAfterCrash(t, at, mode.env()) })
 		}
 	}
 }
 
 func recoverAfterCrash(t *testing.T, at, env string) {
 	dir := t.TempDir()
+	searchableFrom(t, dir)
 	o, h, err := crashOptions(dir)
 	require.NoError(t, err)
 	b, err := sandbox.NewBuilder(o)

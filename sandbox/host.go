@@ -29,10 +29,10 @@ import (
 // runtime did not. Every removal treats "not there" as success. RealHost
 // is podsmith's netns, mounts and spec packages.
 type Host interface {
-	// CreateNetNS makes a network namespace with lo up and sysctls (net.*,
-	// for a pod without a pause; else none) set in it, pinned at dir/name,
-	// and returns the pin's path.
-	CreateNetNS(dir, name string, sysctls map[string]string) (string, error)
+	// CreateNetNS makes a network namespace with lo up, pinned at
+	// dir/name, and returns the pin's path; opts says what else (the
+	// sysctls of a pod without a pause, a user namespace that owns it).
+	CreateNetNS(dir, name string, opts NetNSOptions) (string, error)
 	// RemoveNetNS unpins it.
 	RemoveNetNS(path string) error
 	// PinNamespace makes the IPC or UTS namespace of a pod without a
@@ -41,8 +41,8 @@ type Host interface {
 	// Unpin unpins what PinNamespace pinned.
 	Unpin(path string) error
 	// MountShm makes the directory path and mounts a shm tmpfs of size
-	// bytes on it.
-	MountShm(path string, size int64, mountLabel string) error
+	// bytes on it, owned by owner (nil: root).
+	MountShm(path string, size int64, mountLabel string, owner *Owner) error
 	// BindReadOnly makes the directory dst and binds src on it read-only.
 	BindReadOnly(src, dst string) error
 	// Unmount unmounts what is on path and removes the directory.
@@ -53,6 +53,31 @@ type Host interface {
 	// root) in every hierarchy, killing what is left in it.
 	RemoveCgroup(ctx context.Context, dir string) error
 }
+
+// NetNSOptions are what a pod's netns gets besides lo up.
+type NetNSOptions struct {
+	// Sysctls (net.*) are set in it: for a pod without a pause, whose
+	// runtime sets none. Nil otherwise.
+	Sysctls map[string]string
+	// UserNS, if set, is a user namespace to create first and pin, which
+	// then owns the netns: the pod's root holds CAP_NET_ADMIN over its
+	// netns and over nothing of the node's.
+	UserNS *UserNS
+}
+
+// UserNS is a pod's user namespace: where to pin it, its mappings, and a
+// static binary (the pause) that a helper process runs while the
+// namespaces are made and pinned (a Go process cannot enter a new user
+// namespace itself: it has threads).
+type UserNS struct {
+	Path         string
+	UIDs, GIDs   []specs.LinuxIDMapping
+	HelperBinary string
+	HelperArgs   []string
+}
+
+// Owner is who owns a mount: the host IDs of a user namespace's root.
+type Owner struct{ UID, GID uint32 }
 
 // Namespace is an IPC or UTS namespace a pod without a pause holds
 // pinned, and what is set in it.
@@ -72,14 +97,24 @@ func RealHost() Host { return realHost{} }
 
 type realHost struct{}
 
-func (realHost) CreateNetNS(dir, name string, sysctls map[string]string) (string, error) {
-	ns, err := netns.New(dir, name)
+func (realHost) CreateNetNS(dir, name string, opts NetNSOptions) (string, error) {
+	var ns *netns.NetNS
+	var err error
+	if u := opts.UserNS; u != nil {
+		ns, err = netns.NewInUserNS(dir, name, netns.UserNS{Pin: u.Path, UIDs: u.UIDs, GIDs: u.GIDs, Helper: u.HelperBinary, HelperArgs: u.HelperArgs})
+	} else {
+		ns, err = netns.New(dir, name)
+	}
 	if err != nil {
 		return "", err
 	}
-	if len(sysctls) > 0 {
-		if err := ns.Do(func() error { return nsthread.WriteSysctls(sysctls) }); err != nil {
-			return "", errors.Join(err, ns.Remove())
+	if len(opts.Sysctls) > 0 {
+		if err := ns.Do(func() error { return nsthread.WriteSysctls(opts.Sysctls) }); err != nil {
+			errs := []error{err, ns.Remove()}
+			if opts.UserNS != nil {
+				errs = append(errs, nspin.Remove(opts.UserNS.Path))
+			}
+			return "", errors.Join(errs...)
 		}
 	}
 	return ns.Path(), nil
@@ -103,8 +138,12 @@ func (realHost) PinNamespace(path string, ns Namespace) error {
 
 func (realHost) Unpin(path string) error { return nspin.Remove(path) }
 
-func (realHost) MountShm(path string, size int64, mountLabel string) error {
-	_, err := mounts.MountShm(path, mounts.ShmOptions{Size: size, Max: size, MountLabel: mountLabel})
+func (realHost) MountShm(path string, size int64, mountLabel string, owner *Owner) error {
+	o := mounts.ShmOptions{Size: size, Max: size, MountLabel: mountLabel}
+	if owner != nil {
+		o.Owner = &mounts.Owner{UID: owner.UID, GID: owner.GID}
+	}
+	_, err := mounts.MountShm(path, o)
 	return err
 }
 

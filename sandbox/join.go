@@ -51,7 +51,9 @@ func (e *JoinError) Is(target error) bool { return target == ErrNotJoinable }
 //     form;
 //   - no namespaced sysctls: they are the pod's, set in its namespaces
 //     already (a container's own would change them for the whole pod);
-//   - the pod's SELinux process and mount labels, when it has them.
+//   - the pod's SELinux process and mount labels, when it has them;
+//   - the pod's user namespace (UserNSPath) and its mappings, when it has
+//     one: the container's IDs are the pod's.
 //
 // Errors are *JoinError: a sandbox that is not built (stopped, destroyed,
 // planned), a PID namespace the pod cannot give (POD without a pause,
@@ -114,6 +116,18 @@ func (s *Sandbox) ContainerOpts(containerID string, pid pod.NamespaceMode) ([]sp
 		opts = append(opts, spec.WithHostPID())
 	default:
 		return fail("pid %s: join a container's PID namespace with spec.WithNamespace", pid)
+	}
+	if s.UserNSPath != "" {
+		// The pod's user namespace, with its mappings (runtimes want them
+		// for a namespace they join).
+		u := ns.UsernsOptions
+		if u == nil || len(u.Uids) != 1 || len(u.Gids) != 1 {
+			return fail("its config lost its user namespace mappings")
+		}
+		m := func(im pod.IDMapping) []specs.LinuxIDMapping {
+			return []specs.LinuxIDMapping{{HostID: im.HostID, ContainerID: im.ContainerID, Size: im.Length}}
+		}
+		opts = append(opts, spec.WithUserNamespace(s.UserNSPath, m(u.Uids[0]), m(u.Gids[0])))
 	}
 	opts = append(opts, spec.WithMounts(s.podMounts()...))
 	if s.b != nil {

@@ -62,6 +62,9 @@ type Options struct {
 	Pause spec.PauseOptions
 	// PauseMode says which pods get a pause process; default PauseAlways.
 	PauseMode PauseMode
+	// UserNSHostRoot allows a pod's user namespace to map the node's root
+	// (host ID 0); refused by default.
+	UserNSHostRoot bool
 	// ShmSize is a pod's /dev/shm size when it asks for none; default
 	// mounts.DefaultShmSize (64 MiB). MaxShmSize caps what a pod may ask
 	// for (with the annotation pod.ShmSizeAnnotation); default

@@ -25,6 +25,7 @@ type plan struct {
 	*Sandbox
 	hostNetwork, hostPID, hostIPC, privileged bool
 	sysctls                                   map[string]string // the pod's, normalized
+	uids, gids                                []specs.LinuxIDMapping // its user namespace's
 	resolv, hostnameFile, hosts               []byte
 	processLabel, mountLabel                  string
 }
@@ -67,6 +68,7 @@ func (b *Builder) plan(cfg *pod.Config) (*plan, error) {
 		b.cgroup,
 		b.planSysctls,
 		b.security,
+		b.userns,
 		b.annotations,
 	} {
 		opts = append(opts, c(p, &probs)...)

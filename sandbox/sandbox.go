@@ -58,6 +58,10 @@ type Sandbox struct {
 	NoPause   bool   `json:"no_pause,omitempty"`
 	IPCNSPath string `json:"ipcns_path,omitempty"`
 	UTSNSPath string `json:"utsns_path,omitempty"`
+	// UserNSPath is the pinned user namespace of a pod that asked for one
+	// (userns_options mode POD, with the mappings in Config); it owns the
+	// pod's netns, and the pause joins it.
+	UserNSPath string `json:"userns_path,omitempty"`
 	Files     Files  `json:"files"`
 	// ShmSize is the size of the pod's /dev/shm tmpfs (0 with host IPC).
 	ShmSize      int64  `json:"shm_size,omitempty"`

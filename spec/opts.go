@@ -293,3 +293,20 @@ func WithOCIVersion(v string) Opt {
 		return nil
 	}
 }
+
+// WithUserNamespace puts the process in the user namespace pinned at path
+// (a new one when path is ""), with its ID mappings; runtimes want the
+// mappings even for a namespace they join.
+func WithUserNamespace(path string, uids, gids []specs.LinuxIDMapping) Opt {
+	return func(s *Spec) error {
+		if len(uids) == 0 || len(gids) == 0 {
+			return &OptionError{Option: "WithUserNamespace", Reason: "a user namespace needs UID and GID mappings"}
+		}
+		if err := WithNamespace(specs.UserNamespace, path)(s); err != nil {
+			return err
+		}
+		l := ensureLinux(s)
+		l.UIDMappings, l.GIDMappings = slices.Clone(uids), slices.Clone(gids)
+		return nil
+	}
+}

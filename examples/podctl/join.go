@@ -63,11 +63,13 @@ func (c *cli) join(args []string) error {
 	// The container's own dir: its bundle, and its rootfs when it is
 	// busybox's. Gone when it exits (or, should podctl be killed, with the
 	// pod: removeJoined).
-	if err := os.MkdirAll(c.joinsDir(), 0o700); err != nil {
+	// Searchable by others (0711): the root of a pod's user namespace
+	// reaches its rootfs through them.
+	if err := os.MkdirAll(c.joinsDir(), 0o711); err != nil {
 		return err
 	}
 	dir := filepath.Join(c.joinsDir(), id)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o711); err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
@@ -163,6 +165,16 @@ func busyboxRootfs(root string) (string, error) {
 	}
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "dev", "shm"), 0o755); err != nil {
+		return "", err
+	}
+	// What the runtime mounts on: one in a user namespace cannot create
+	// them in a read-only rootfs.
+	for _, f := range []string{"etc/hostname", "etc/hosts", "etc/resolv.conf"} {
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
 			return "", err
 		}
 	}

@@ -92,6 +92,13 @@ func NewHost(dir string) (*Host, error) {
 func NewBuilder(t testing.TB, opts sandbox.Options) (*sandbox.Builder, *Host) {
 	t.Helper()
 	dir := t.TempDir()
+	// Searchable by others, as a node's run dir must be for pods in a
+	// user namespace (the Builder checks it before it makes their bundle).
+	for d := dir; d != os.TempDir() && d != filepath.Dir(d); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	h, err := NewHost(filepath.Join(dir, "host"))
 	if err != nil {
 		t.Fatal(err)
@@ -251,9 +258,22 @@ var ErrFake = errors.New("sandboxtest: fake host")
 
 type hostFake struct{ h *Host }
 
-func (f hostFake) CreateNetNS(dir, name string, _ map[string]string) (string, error) {
+func (f hostFake) CreateNetNS(dir, name string, opts sandbox.NetNSOptions) (string, error) {
 	p := filepath.Join(dir, name)
 	err := f.h.do("netns-create", p, func() error {
+		if u := opts.UserNS; u != nil {
+			if len(u.UIDs) == 0 || len(u.GIDs) == 0 || u.HelperBinary == "" {
+				return fmt.Errorf("%w: user namespace without mappings or helper", ErrFake)
+			}
+			file, err := os.OpenFile(u.Path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+			if err != nil {
+				return fmt.Errorf("%w: user namespace pin %s: %w", ErrFake, u.Path, err)
+			}
+			file.Close()
+			if err := f.h.live("pin", u.Path, true); err != nil {
+				return err
+			}
+		}
 		file, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
 		if err != nil {
 			return fmt.Errorf("%w: netns pin %s: %w", ErrFake, p, err)
@@ -296,7 +316,7 @@ func (f hostFake) Unpin(path string) error {
 	})
 }
 
-func (f hostFake) MountShm(path string, size int64, _ string) error {
+func (f hostFake) MountShm(path string, size int64, _ string, _ *sandbox.Owner) error {
 	if size <= 0 {
 		return fmt.Errorf("%w: shm size %d", ErrFake, size)
 	}

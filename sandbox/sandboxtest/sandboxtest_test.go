@@ -143,12 +143,12 @@ func TestFakeRefusals(t *testing.T) {
 	require.ErrorIs(t, err, sandboxtest.ErrFake)
 	// A pin that exists already.
 	require.NoError(t, os.MkdirAll(dir+"/n", 0o755))
-	_, err = opts.Host.CreateNetNS(dir+"/n", "p", nil)
+	_, err = opts.Host.CreateNetNS(dir+"/n", "p", sandbox.NetNSOptions{})
 	require.NoError(t, err)
-	_, err = opts.Host.CreateNetNS(dir+"/n", "p", nil)
+	_, err = opts.Host.CreateNetNS(dir+"/n", "p", sandbox.NetNSOptions{})
 	require.ErrorIs(t, err, sandboxtest.ErrFake)
 	// A shm of no size.
-	require.ErrorIs(t, opts.Host.MountShm(dir+"/shm", 0, ""), sandboxtest.ErrFake)
+	require.ErrorIs(t, opts.Host.MountShm(dir+"/shm", 0, "", nil), sandboxtest.ErrFake)
 	// Undoing what is not there is fine, as on a real host.
 	require.NoError(t, opts.Host.Unmount(dir+"/none"))
 	require.NoError(t, opts.Host.RemoveNetNS(dir+"/n/none"))
