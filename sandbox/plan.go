@@ -24,7 +24,7 @@ import (
 type plan struct {
 	*Sandbox
 	hostNetwork, hostPID, hostIPC, privileged bool
-	sysctls                                   map[string]string // the pod's, normalized
+	sysctls                                   map[string]string      // the pod's, normalized
 	uids, gids                                []specs.LinuxIDMapping // its user namespace's
 	resolv, hostnameFile, hosts               []byte
 	processLabel, mountLabel                  string

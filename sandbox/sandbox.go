@@ -62,7 +62,7 @@ type Sandbox struct {
 	// (userns_options mode POD, with the mappings in Config); it owns the
 	// pod's netns, and the pause joins it.
 	UserNSPath string `json:"userns_path,omitempty"`
-	Files     Files  `json:"files"`
+	Files      Files  `json:"files"`
 	// ShmSize is the size of the pod's /dev/shm tmpfs (0 with host IPC).
 	ShmSize      int64  `json:"shm_size,omitempty"`
 	CgroupParent string `json:"cgroup_parent"`

@@ -155,19 +155,30 @@ func TestUserNamespaceRefused(t *testing.T) {
 		"two mappings": {func(_ *pod.Config, u *pod.UserNamespace) {
 			u.Uids = append(u.Uids, pod.IDMapping{HostID: 2000, Length: 100000})
 		}, ".userns_options.uids"},
-		"no gid mapping":       {func(_ *pod.Config, u *pod.UserNamespace) { u.Gids = nil }, ".userns_options.gids"},
-		"container ID 1":       {func(_ *pod.Config, u *pod.UserNamespace) { u.Uids[0].ContainerID = 1 }, ".userns_options.uids[0].container_id"},
-		"length 0":             {func(_ *pod.Config, u *pod.UserNamespace) { u.Gids[0].Length = 0 }, ".userns_options.gids[0].length"},
-		"overflow":             {func(_ *pod.Config, u *pod.UserNamespace) { u.Uids[0].HostID = 1<<32 - 10 }, ".userns_options.uids[0].length"},
-		"host root":            {func(_ *pod.Config, u *pod.UserNamespace) { u.Uids[0].HostID = 0 }, ".userns_options.uids[0].host_id"},
-		"CONTAINER":            {func(_ *pod.Config, u *pod.UserNamespace) { u.Mode = pod.NamespaceContainer }, ".userns_options.mode"},
-		"TARGET":               {func(_ *pod.Config, u *pod.UserNamespace) { u.Mode = pod.NamespaceTarget }, ".userns_options.mode"},
-		"NODE with mappings":   {func(_ *pod.Config, u *pod.UserNamespace) { u.Mode = pod.NamespaceNode }, ".userns_options.mode"},
-		"host network":         {func(c *pod.Config, _ *pod.UserNamespace) { c.Hostname = ""; c.Linux.SecurityContext.NamespaceOptions.Network = pod.NamespaceNode }, ".userns_options.mode"},
-		"host PID":             {func(c *pod.Config, _ *pod.UserNamespace) { c.Linux.SecurityContext.NamespaceOptions.Pid = pod.NamespaceNode }, ".userns_options.mode"},
-		"host IPC":             {func(c *pod.Config, _ *pod.UserNamespace) { c.Linux.SecurityContext.NamespaceOptions.Ipc = pod.NamespaceNode }, ".userns_options.mode"},
-		"ping_group_range":     {func(c *pod.Config, _ *pod.UserNamespace) { c.Linux.Sysctls = map[string]string{"net.ipv4.ping_group_range": "0 2147483647"} }, `linux.sysctls["net.ipv4.ping_group_range"]`},
-		"run_as_user unmapped": {func(c *pod.Config, _ *pod.UserNamespace) { c.Linux.SecurityContext.RunAsUser = &pod.Int64Value{Value: 70000} }, "linux.security_context.run_as_user"},
+		"no gid mapping":     {func(_ *pod.Config, u *pod.UserNamespace) { u.Gids = nil }, ".userns_options.gids"},
+		"container ID 1":     {func(_ *pod.Config, u *pod.UserNamespace) { u.Uids[0].ContainerID = 1 }, ".userns_options.uids[0].container_id"},
+		"length 0":           {func(_ *pod.Config, u *pod.UserNamespace) { u.Gids[0].Length = 0 }, ".userns_options.gids[0].length"},
+		"overflow":           {func(_ *pod.Config, u *pod.UserNamespace) { u.Uids[0].HostID = 1<<32 - 10 }, ".userns_options.uids[0].length"},
+		"host root":          {func(_ *pod.Config, u *pod.UserNamespace) { u.Uids[0].HostID = 0 }, ".userns_options.uids[0].host_id"},
+		"CONTAINER":          {func(_ *pod.Config, u *pod.UserNamespace) { u.Mode = pod.NamespaceContainer }, ".userns_options.mode"},
+		"TARGET":             {func(_ *pod.Config, u *pod.UserNamespace) { u.Mode = pod.NamespaceTarget }, ".userns_options.mode"},
+		"NODE with mappings": {func(_ *pod.Config, u *pod.UserNamespace) { u.Mode = pod.NamespaceNode }, ".userns_options.mode"},
+		"host network": {func(c *pod.Config, _ *pod.UserNamespace) {
+			c.Hostname = ""
+			c.Linux.SecurityContext.NamespaceOptions.Network = pod.NamespaceNode
+		}, ".userns_options.mode"},
+		"host PID": {func(c *pod.Config, _ *pod.UserNamespace) {
+			c.Linux.SecurityContext.NamespaceOptions.Pid = pod.NamespaceNode
+		}, ".userns_options.mode"},
+		"host IPC": {func(c *pod.Config, _ *pod.UserNamespace) {
+			c.Linux.SecurityContext.NamespaceOptions.Ipc = pod.NamespaceNode
+		}, ".userns_options.mode"},
+		"ping_group_range": {func(c *pod.Config, _ *pod.UserNamespace) {
+			c.Linux.Sysctls = map[string]string{"net.ipv4.ping_group_range": "0 2147483647"}
+		}, `linux.sysctls["net.ipv4.ping_group_range"]`},
+		"run_as_user unmapped": {func(c *pod.Config, _ *pod.UserNamespace) {
+			c.Linux.SecurityContext.RunAsUser = &pod.Int64Value{Value: 70000}
+		}, "linux.security_context.run_as_user"},
 	} {
 		cfg := usernsPod("refused")
 		u := cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions
