@@ -95,16 +95,34 @@ func security(s *runtime.LinuxSandboxSecurityContext) (*pod.SecurityContext, err
 		if err := known(f+".namespace_options", ns); err != nil {
 			return nil, err
 		}
-		if u := ns.UsernsOptions; u != nil {
-			if err := known(f+".namespace_options.userns_options", u); err != nil {
-				return nil, err
-			}
-			if u.Mode != runtime.NamespaceMode_NODE || len(u.Uids) > 0 || len(u.Gids) > 0 {
-				return nil, &UnsupportedError{Field: f + ".namespace_options.userns_options", Reason: "user namespaces are not supported: only the node's (mode NODE, no mappings)"}
-			}
-		}
 		sc.NamespaceOptions = &pod.NamespaceOptions{
 			Network: pod.NamespaceMode(ns.Network), Pid: pod.NamespaceMode(ns.Pid), Ipc: pod.NamespaceMode(ns.Ipc), TargetID: ns.TargetId,
+		}
+		// The user namespace passes through as asked: the Builder checks
+		// it (one mapping each, ID 0 mapped, no host root, no node
+		// namespaces) and names what it refuses by field path.
+		if u := ns.UsernsOptions; u != nil {
+			uf := f + ".namespace_options.userns_options"
+			if err := known(uf, u); err != nil {
+				return nil, err
+			}
+			out := &pod.UserNamespace{Mode: pod.NamespaceMode(u.Mode)}
+			for _, m := range []struct {
+				field string
+				in    []*runtime.IDMapping
+				out   *[]pod.IDMapping
+			}{{uf + ".uids", u.Uids, &out.Uids}, {uf + ".gids", u.Gids, &out.Gids}} {
+				for i, im := range m.in {
+					if im == nil {
+						return nil, &UnsupportedError{Field: fmt.Sprintf("%s[%d]", m.field, i), Reason: "null mapping"}
+					}
+					if err := known(fmt.Sprintf("%s[%d]", m.field, i), im); err != nil {
+						return nil, err
+					}
+					*m.out = append(*m.out, pod.IDMapping{HostID: im.HostId, ContainerID: im.ContainerId, Length: im.Length})
+				}
+			}
+			sc.NamespaceOptions.UsernsOptions = out
 		}
 	}
 	if o := s.SelinuxOptions; o != nil {

@@ -50,7 +50,9 @@ func fullRequest() *runtime.RunPodSandboxRequest {
 				SecurityContext: &runtime.LinuxSandboxSecurityContext{
 					NamespaceOptions: &runtime.NamespaceOption{
 						Network: runtime.NamespaceMode_NODE, Pid: runtime.NamespaceMode_CONTAINER, Ipc: runtime.NamespaceMode_POD, TargetId: "t",
-						UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE},
+						UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD,
+							Uids: []*runtime.IDMapping{{HostId: 100000, ContainerId: 0, Length: 65536}},
+							Gids: []*runtime.IDMapping{{HostId: 200000, ContainerId: 1, Length: 7}}},
 					},
 					SelinuxOptions:           &runtime.SELinuxOption{User: "u", Role: "r", Type: "t", Level: "s0"},
 					RunAsUser:                &runtime.Int64Value{Value: 1000},
@@ -93,7 +95,10 @@ func TestConfigCarriesEveryField(t *testing.T) {
 			Overhead:     res(100),
 			Resources:    res(200),
 			SecurityContext: &pod.SecurityContext{
-				NamespaceOptions:   &pod.NamespaceOptions{Network: pod.NamespaceNode, Pid: pod.NamespaceContainer, Ipc: pod.NamespacePod, TargetID: "t"},
+				NamespaceOptions: &pod.NamespaceOptions{Network: pod.NamespaceNode, Pid: pod.NamespaceContainer, Ipc: pod.NamespacePod, TargetID: "t",
+					UsernsOptions: &pod.UserNamespace{Mode: pod.NamespacePod,
+						Uids: []pod.IDMapping{{HostID: 100000, ContainerID: 0, Length: 65536}},
+						Gids: []pod.IDMapping{{HostID: 200000, ContainerID: 1, Length: 7}}}},
 				SelinuxOptions:     &pod.SELinuxOptions{User: "u", Role: "r", Type: "t", Level: "s0"},
 				RunAsUser:          &pod.Int64Value{Value: 1000},
 				RunAsGroup:         &pod.Int64Value{Value: 2000},
@@ -144,12 +149,12 @@ func TestConfigRefusesWhatItCannotGive(t *testing.T) {
 		{"windows", func(_ *testing.T, r *runtime.RunPodSandboxRequest) {
 			r.Config.Windows = &runtime.WindowsPodSandboxConfig{}
 		}, "windows"},
-		{"userns pod", func(_ *testing.T, r *runtime.RunPodSandboxRequest) {
-			sec(r).NamespaceOptions.UsernsOptions = &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD}
-		}, "linux.security_context.namespace_options.userns_options"},
-		{"userns node with mappings", func(_ *testing.T, r *runtime.RunPodSandboxRequest) {
-			sec(r).NamespaceOptions.UsernsOptions.Uids = []*runtime.IDMapping{{HostId: 1000, ContainerId: 0, Length: 1}}
-		}, "linux.security_context.namespace_options.userns_options"},
+		{"null mapping", func(_ *testing.T, r *runtime.RunPodSandboxRequest) {
+			sec(r).NamespaceOptions.UsernsOptions.Gids = []*runtime.IDMapping{nil}
+		}, "linux.security_context.namespace_options.userns_options.gids[0]"},
+		{"new mapping field", func(t *testing.T, r *runtime.RunPodSandboxRequest) {
+			sec(r).NamespaceOptions.UsernsOptions.Uids = []*runtime.IDMapping{withUnknownField(t, &runtime.IDMapping{Length: 1})}
+		}, "linux.security_context.namespace_options.userns_options.uids[0]"},
 		{"supplemental groups policy", func(_ *testing.T, r *runtime.RunPodSandboxRequest) {
 			sec(r).SupplementalGroupsPolicy = 7
 		}, "linux.security_context.supplemental_groups_policy"},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
@@ -73,10 +74,27 @@ func (bl *build) network(ctx context.Context) error {
 	}
 	if len(bl.p.IPs) > 0 {
 		// The pod's own name now resolves to its addresses. The file is
-		// already there: replace it atomically.
-		return dns.WriteFile(bl.p.Files.Hosts, dns.Hosts(bl.p.Hostname, bl.p.IPs), false)
+		// rewritten in place, not replaced: the runtime creating the pause
+		// meanwhile may have opened it to bind it (runc does, for a pod in
+		// a user namespace), and a bind of a replaced (unlinked) file
+		// fails; the same inode also carries the addresses into a bind
+		// made already.
+		return rewrite(bl.p.Files.Hosts, dns.Hosts(bl.p.Hostname, bl.p.IPs))
 	}
 	return nil
+}
+
+// rewrite replaces the contents of the regular file at path in place.
+func rewrite(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data) // *os.File.Write writes it all or fails
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // attached decodes an attachment the journal recorded, for the Network.

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/podsmith/podsmith/internal/testutil"
@@ -488,7 +489,7 @@ func TestRPCs(t *testing.T) {
 	var names []string
 	for _, h := range st.RuntimeHandlers {
 		names = append(names, h.Name)
-		assert.False(t, h.Features.UserNamespaces, "no user namespaces: critest skips their specs")
+		assert.True(t, h.Features.UserNamespaces, "user namespaces: critest runs their specs")
 	}
 	assert.Equal(t, []string{"", "crun"}, names)
 	rc, err := s.client.RuntimeConfig(ctx, &runtime.RuntimeConfigRequest{})
@@ -571,8 +572,8 @@ func TestShimKilledDuringRuns(t *testing.T) {
 	assert.Empty(t, s.lc.Leaked())
 }
 
-// critest's pod-sandbox specs pass; the user-namespace ones skip, as the
-// shim says it has none.
+// critest's pod-sandbox specs pass, and its user namespace specs that
+// expect a refusal (the shim says its handlers have user namespaces).
 func TestCritest(t *testing.T) {
 	s := newShim(t)
 	_, bin := criTools(t)
@@ -587,7 +588,7 @@ func TestCritest(t *testing.T) {
 	summary := regexp.MustCompile(`(?m)^Ran \d+ of \d+ Specs.*$|^(SUCCESS|FAIL)!.*$`).FindAllString(string(out), -1)
 	t.Logf("critest: %s", strings.Join(summary, " / "))
 	require.NoError(t, err, "critest:\n%s\ncrishim:\n%s", out, s.stderr)
-	assert.Regexp(t, `Ran (\d+) of \d+ Specs`, string(out))
+	assert.Regexp(t, `Ran 13 of \d+ Specs`, string(out), "the 9 pod-sandbox specs and the 4 user namespace ones")
 	assert.Regexp(t, `SUCCESS! -- [1-9]\d* Passed \| 0 Failed`, string(out))
 	s.stop()
 	assert.Empty(t, s.lc.Leaked())
@@ -600,6 +601,52 @@ func TestCribenchSmoke(t *testing.T) {
 	out, err := exec.Command(filepath.Join(binDir, "cribench"), "-smoke", "-endpoint", "podsmith=unix://"+s.sock,
 		"-net", "pod,host", "-log-root", t.TempDir()).CombinedOutput()
 	require.NoError(t, err, "cribench:\n%s\ncrishim:\n%s", out, s.stderr)
+	s.stop()
+	assert.Empty(t, s.lc.Leaked())
+}
+
+// A pod in a user namespace of its own, over gRPC: the shim passes
+// userns_options through; the pause runs as a mapped, unprivileged user of
+// the node; a refused mapping is InvalidArgument naming the field.
+func TestUserNamespacePod(t *testing.T) {
+	s := newShim(t)
+	// The pod's root, an unprivileged user of the node, reaches its
+	// bundle through the run dir: searchable by others.
+	for d := s.root; d != os.TempDir() && d != filepath.Dir(d); d = filepath.Dir(d) {
+		require.NoError(t, os.Chmod(d, 0o711))
+	}
+	ctx := context.Background()
+	const host = 1 << 30
+	m := []*runtime.IDMapping{{HostId: host, ContainerId: 0, Length: 65536}}
+	req := &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "userns", Namespace: "userns-test", Uid: "userns-uid"},
+		Linux: &runtime.LinuxPodSandboxConfig{CgroupParent: s.cgroupParent, SecurityContext: &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: m, Gids: m}},
+		}},
+	}}
+	run, err := s.client.RunPodSandbox(ctx, req)
+	require.NoError(t, err)
+	st, err := s.client.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: run.PodSandboxId, Verbose: true})
+	require.NoError(t, err)
+	assert.Equal(t, runtime.PodSandboxState_SANDBOX_READY, st.Status.State)
+	assert.Equal(t, runtime.NamespaceMode_POD, st.Status.Linux.Namespaces.Options.UsernsOptions.GetMode())
+	var info struct{ Pid int }
+	require.NoError(t, json.Unmarshal([]byte(st.Info["info"]), &info))
+	uidMap, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", info.Pid))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"0", fmt.Sprint(host), "65536"}, strings.Fields(string(uidMap)))
+
+	bad := proto.Clone(req).(*runtime.RunPodSandboxRequest)
+	bad.Config.Metadata.Name = "userns-bad"
+	bad.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions.Uids = []*runtime.IDMapping{{HostId: 0, ContainerId: 0, Length: 65536}}
+	_, err = s.client.RunPodSandbox(ctx, bad)
+	assert.Equal(t, codes.InvalidArgument, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), "userns_options.uids[0].host_id")
+
+	_, err = s.client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: run.PodSandboxId})
+	require.NoError(t, err)
+	_, err = s.client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: run.PodSandboxId})
+	require.NoError(t, err)
 	s.stop()
 	assert.Empty(t, s.lc.Leaked())
 }

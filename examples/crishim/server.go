@@ -285,12 +285,15 @@ func (s *server) Status(ctx context.Context, req *runtime.StatusRequest) (*runti
 	}
 	resp := &runtime.StatusResponse{
 		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{rtReady, netReady}},
-		// No user namespaces, no recursive read-only mounts (this shim
-		// runs no containers to mount anything into).
+		// No user namespaces with host network (a pod's user namespace
+		// owns its netns).
 		Features: &runtime.RuntimeFeatures{},
 	}
+	// Every handler runs pods in a user namespace of their own
+	// (userns_options mode POD); no recursive read-only mounts (this shim
+	// runs no containers to mount anything into).
 	for _, name := range slices.Sorted(maps.Keys(bins)) {
-		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: name, Features: &runtime.RuntimeHandlerFeatures{}})
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtime.RuntimeHandler{Name: name, Features: &runtime.RuntimeHandlerFeatures{UserNamespaces: true}})
 	}
 	if req.Verbose {
 		cfg, _ := json.Marshal(map[string]any{
