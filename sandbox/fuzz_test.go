@@ -21,16 +21,20 @@ func FuzzPlan(f *testing.F) {
 	type seed struct {
 		name, namespace, uid, hostname, logDir, sysctl, sysctlValue, server, annKey, annValue, cgroupParent string
 		flags                                                                                               uint8
+		hostID, length                                                                                      uint32
 	}
 	for _, s := range []seed{
-		{"web", "default", "uid-1", "", "", "net.core.somaxconn", "1024", "10.96.0.10", "app", "web", "", 0},
-		{"web", "default", "uid-1", "web-1", "/var/log/pods/x", "kernel.shmmax", "1", "2001:db8::1", pod.ShmSizeAnnotation, "128Mi", "/kubepods", fuzzHostNetwork},
-		{"..", "a/b", "a\x00", "Web_1", "/a/../b", "kernel.panic", "1", "1.1.1.1\nnameserver 6.6.6.6", "io.podsmith.sandbox-id", "x", "kubepods.slice", fuzzHostIPC},
-		{"a..b", "n", "u", "node-1", "relative", "net/ipv4/ip_forward", "1\n", "", "", "", "/a/../b", fuzzHostNetwork | fuzzHostIPC | fuzzHostPID},
-		{strings.Repeat("a", 300), "-x", "_y", strings.Repeat("h", 64), "/proc/self/cwd/x", "fs.mqueue.msg_max", "10", "fe80::1%eth0", pod.ShmSizeAnnotation, "-1", "/", fuzzPrivileged},
-		{"x", "y", "z", "", "/tmp", "", "", "127.0.0.53", "k", "\x00", "relative", 0},
+		{"web", "default", "uid-1", "", "", "net.core.somaxconn", "1024", "10.96.0.10", "app", "web", "", 0, 1 << 30, 65536},
+		{"web", "default", "uid-1", "web-1", "/var/log/pods/x", "kernel.shmmax", "1", "2001:db8::1", pod.ShmSizeAnnotation, "128Mi", "/kubepods", fuzzHostNetwork, 1 << 30, 65536},
+		{"..", "a/b", "a\x00", "Web_1", "/a/../b", "kernel.panic", "1", "1.1.1.1\nnameserver 6.6.6.6", "io.podsmith.sandbox-id", "x", "kubepods.slice", fuzzHostIPC, 1 << 30, 65536},
+		{"a..b", "n", "u", "node-1", "relative", "net/ipv4/ip_forward", "1\n", "", "", "", "/a/../b", fuzzHostNetwork | fuzzHostIPC | fuzzHostPID, 1 << 30, 65536},
+		{strings.Repeat("a", 300), "-x", "_y", strings.Repeat("h", 64), "/proc/self/cwd/x", "fs.mqueue.msg_max", "10", "fe80::1%eth0", pod.ShmSizeAnnotation, "-1", "/", fuzzPrivileged, 1 << 30, 65536},
+		{"x", "y", "z", "", "/tmp", "", "", "127.0.0.53", "k", "\x00", "relative", 0, 1 << 30, 65536},
+		{"u", "n", "i", "h", "", "net.ipv4.ping_group_range", "0 70000", "", "", "", "", fuzzUserNS, 1 << 30, 65536},
+		{"u", "n", "i", "h", "", "", "", "", "", "", "", fuzzUserNS | fuzzOwnPID, 0, 1},
+		{"u", "n", "i", "h", "", "", "", "", "", "", "", fuzzUserNS, 1<<32 - 1, 2},
 	} {
-		f.Add(s.name, s.namespace, s.uid, s.hostname, s.logDir, s.sysctl, s.sysctlValue, s.server, s.annKey, s.annValue, s.cgroupParent, s.flags)
+		f.Add(s.name, s.namespace, s.uid, s.hostname, s.logDir, s.sysctl, s.sysctlValue, s.server, s.annKey, s.annValue, s.cgroupParent, s.flags, s.hostID, s.length)
 	}
 
 	b, h := planBuilder(f, sandbox.Options{})
@@ -39,7 +43,7 @@ func FuzzPlan(f *testing.F) {
 	// share a PID namespace: valid or not alike, and pinned as it says.
 	nb, nh := planBuilder(f, sandbox.Options{PauseMode: sandbox.PauseForSharedPID})
 
-	f.Fuzz(func(t *testing.T, name, namespace, uid, hostname, logDir, sysctl, sysctlValue, server, annKey, annValue, cgroupParent string, flags uint8) {
+	f.Fuzz(func(t *testing.T, name, namespace, uid, hostname, logDir, sysctl, sysctlValue, server, annKey, annValue, cgroupParent string, flags uint8, hostID, length uint32) {
 		cfg := &pod.Config{
 			Metadata:     pod.Metadata{Name: name, Namespace: namespace, UID: uid, Attempt: uint32(flags)},
 			Hostname:     hostname,
@@ -71,13 +75,20 @@ func FuzzPlan(f *testing.F) {
 		} else if flags&fuzzOwnPID != 0 {
 			ns.Pid = pod.NamespaceContainer
 		}
+		if flags&fuzzUserNS != 0 {
+			m := []pod.IDMapping{{HostID: hostID, Length: length}}
+			ns.UsernsOptions = &pod.UserNamespace{Mode: pod.NamespacePod, Uids: m, Gids: m}
+		}
 
 		np, nerr := nb.Plan(cfg)
 		if len(nh.Ops()) != 0 {
 			t.Fatalf("Plan touched the host: %v", nh.Ops())
 		}
 		p, err := b.Plan(cfg)
-		if (err == nil) != (nerr == nil) {
+		// Valid alike in both modes, but for a user namespace in a pod
+		// that gets no pause (refused: ErrUserNamespace).
+		noPauseUserNS := flags&fuzzUserNS != 0 && ns.Pid != pod.NamespacePod
+		if (err == nil) != (nerr == nil) && !(noPauseUserNS && err == nil && errors.Is(nerr, sandbox.ErrUserNamespace)) {
 			t.Fatalf("valid in one pause mode, not in the other: %v / %v", err, nerr)
 		}
 		if nerr == nil {
@@ -151,6 +162,18 @@ func FuzzPlan(f *testing.F) {
 		} else if err := dns.ValidateHostname(p.Hostname); err != nil || p.Spec.Hostname != p.Hostname {
 			t.Fatalf("hostname %q (spec %q): %v", p.Hostname, p.Spec.Hostname, err)
 		}
+		if flags&fuzzUserNS != 0 {
+			// Only what the rules allow got through.
+			if hostID == 0 || length == 0 || uint64(hostID)+uint64(length) > 1<<32 || flags&(fuzzHostNetwork|fuzzHostIPC|fuzzHostPID) != 0 {
+				t.Fatalf("user namespace %d+%d with flags %b accepted", hostID, length, flags)
+			}
+			if filepath.Dir(p.UserNSPath) != p.BundleDir || len(p.Spec.Linux.UIDMappings) != 1 || p.Spec.Linux.UIDMappings[0].HostID != hostID ||
+				!slices.ContainsFunc(p.Spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace && n.Path == p.UserNSPath }) {
+				t.Fatalf("user namespace not in the spec: %q %+v", p.UserNSPath, p.Spec.Linux)
+			}
+		} else if p.UserNSPath != "" {
+			t.Fatalf("a user namespace nobody asked for: %q", p.UserNSPath)
+		}
 		hasPID := slices.ContainsFunc(p.Spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.PIDNamespace })
 		if hasPID == (flags&fuzzHostPID != 0) || p.Spec.Annotations[spec.AnnotationPrivileged] != strconv.FormatBool(flags&fuzzPrivileged != 0) {
 			t.Fatal("namespace flags lost")
@@ -168,4 +191,5 @@ const (
 	fuzzHostPID
 	fuzzPrivileged
 	fuzzOwnPID // pid CONTAINER (unless host PID)
+	fuzzUserNS // a user namespace of the pod's own, mapping length IDs from hostID
 )

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,35 @@ func TestNoPauseAndJoin(t *testing.T) {
 			e.ok("stop", id)
 			e.ok("rm", id)
 			e.ok("rm", "-f", withPause)
+			reapOrphans(t, 10*time.Second)
+			assert.Empty(t, e.lc.Leaked())
+		})
+	}
+}
+
+// A pod in a user namespace of its own (examples/pods/userns.json), with
+// runc and crun: the pause runs mapped, a joined container shares the
+// user namespace, and nothing is left.
+func TestUserNamespaceRun(t *testing.T) {
+	for _, runtime := range []string{"runc", "crun"} {
+		t.Run(runtime, func(t *testing.T) {
+			testutil.BusyboxRootfs(t, t.TempDir())
+			e := newEnv(t, runtime)
+			// The pod's root, an unprivileged user of the node, reaches its
+			// bundle: the run dir's parents are searchable.
+			for d := e.root; d != os.TempDir() && d != filepath.Dir(d); d = filepath.Dir(d) {
+				require.NoError(t, os.Chmod(d, 0o711))
+			}
+			id := strings.TrimSpace(e.ok("run", "../pods/userns.json"))
+			v := e.inspect(id)
+			e.lc.TrackProcess(v.PausePID)
+			e.lc.TrackProcess(v.MonitorPID)
+			uidMap, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", v.PausePID))
+			require.NoError(t, err)
+			assert.Equal(t, []string{"0", "1073741824", "65536"}, strings.Fields(string(uidMap)))
+			assert.Equal(t, "0 1073741824 65536\nuserns\n", e.ok("join", id, "--", "sh", "-c", "awk '{print $1, $2, $3}' /proc/self/uid_map; hostname"))
+			e.ok("stop", id)
+			e.ok("rm", id)
 			reapOrphans(t, 10*time.Second)
 			assert.Empty(t, e.lc.Leaked())
 		})
