@@ -230,6 +230,50 @@ func TestStatusAndList(t *testing.T) {
 	item := cri.PodSandbox(sb, true)
 	assert.Equal(t, &runtime.PodSandbox{Id: sb.ID, Metadata: st.Metadata, State: runtime.PodSandboxState_SANDBOX_READY,
 		CreatedAt: st.CreatedAt, Labels: st.Labels, Annotations: st.Annotations}, item)
+	assert.Nil(t, st.Linux.Namespaces.Options.UsernsOptions, "none asked for")
+}
+
+// A pod without a pause is ready while it is built; a pod's user
+// namespace shows in its status.
+func TestStatusWithoutAPauseAndWithAUserNamespace(t *testing.T) {
+	b, _ := sandboxtest.NewBuilder(t, sandbox.Options{PauseMode: sandbox.PauseForSharedPID})
+	ctx := context.Background()
+	m := []*runtime.IDMapping{{HostId: 1 << 30, ContainerId: 0, Length: 65536}}
+	req := &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "np", Uid: "u-2", Namespace: "default"},
+		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER},
+		}},
+	}}
+	cfg, err := cri.Config(req)
+	require.NoError(t, err)
+	sb, err := b.Build(ctx, cfg)
+	require.NoError(t, err)
+	require.True(t, sb.NoPause)
+	resp, err := cri.Status(sb, false, true)
+	require.NoError(t, err)
+	assert.Equal(t, runtime.PodSandboxState_SANDBOX_READY, resp.Status.State, "no pause to run: ready while built")
+	var info cri.Info
+	require.NoError(t, json.Unmarshal([]byte(resp.Info["info"]), &info))
+	assert.Equal(t, "none", info.ProcessStatus)
+	assert.True(t, info.NoPause)
+	require.NoError(t, sb.Stop(ctx))
+	assert.Equal(t, runtime.PodSandboxState_SANDBOX_NOTREADY, cri.State(sb, false))
+	require.NoError(t, sb.Destroy(ctx))
+
+	req.Config.Metadata.Name = "userns"
+	req.Config.Linux.SecurityContext.NamespaceOptions = &runtime.NamespaceOption{
+		UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: m, Gids: m},
+	}
+	cfg, err = cri.Config(req)
+	require.NoError(t, err)
+	sb, err = b.Build(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sb.Destroy(ctx) })
+	resp, err = cri.Status(sb, true, false)
+	require.NoError(t, err)
+	got := resp.Status.Linux.Namespaces.Options.UsernsOptions
+	assert.True(t, proto.Equal(&runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: m, Gids: m}, got), "%v", got)
 }
 
 func TestFilter(t *testing.T) {

@@ -17,11 +17,12 @@ import (
 )
 
 // State is the CRI state of a sandbox: ready when it is built and its
-// pause runs (running says so: the shim watches the pause), not ready in
-// every other case (stopped, of an earlier boot, being built, needing
-// cleanup).
+// pause runs (running says so: the shim watches the pause), or when it is
+// built without a pause (Sandbox.NoPause: its pins hold its namespaces);
+// not ready in every other case (stopped, of an earlier boot, being built,
+// needing cleanup).
 func State(sb *sandbox.Sandbox, running bool) runtime.PodSandboxState {
-	if sb.State == sandbox.StateBuilt && running {
+	if sb.State == sandbox.StateBuilt && (running || sb.NoPause) {
 		return runtime.PodSandboxState_SANDBOX_READY
 	}
 	return runtime.PodSandboxState_SANDBOX_NOTREADY
@@ -45,8 +46,9 @@ func PodSandbox(sb *sandbox.Sandbox, running bool) *runtime.PodSandbox {
 // JSON (as containerd's: crictl inspectp prints it).
 type Info struct {
 	Pid            int                  `json:"pid"`           // the pause's, 0 once it is stopped
-	ProcessStatus  string               `json:"processStatus"` // "running" or "stopped"
-	State          sandbox.State        `json:"state"`         // podsmith's
+	ProcessStatus  string               `json:"processStatus"` // "running" or "stopped" ("none" without a pause)
+	NoPause        bool                 `json:"noPause,omitempty"`
+	State          sandbox.State        `json:"state"` // podsmith's
 	NetnsPath      string               `json:"netNamespacePath,omitempty"`
 	BundleDir      string               `json:"bundleDir,omitempty"`
 	RuntimeHandler string               `json:"runtimeHandler"`
@@ -77,20 +79,35 @@ func Status(sb *sandbox.Sandbox, running, verbose bool) (*runtime.PodSandboxStat
 		}
 	}
 	ns := cfg.Namespaces()
-	st.Linux = &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: &runtime.NamespaceOption{
+	opts := &runtime.NamespaceOption{
 		Network: runtime.NamespaceMode(ns.Network), Pid: runtime.NamespaceMode(ns.Pid), Ipc: runtime.NamespaceMode(ns.Ipc), TargetId: ns.TargetID,
-	}}}
+	}
+	if u := ns.UsernsOptions; u != nil {
+		opts.UsernsOptions = &runtime.UserNamespace{Mode: runtime.NamespaceMode(u.Mode)}
+		for _, m := range []struct {
+			in  []pod.IDMapping
+			out *[]*runtime.IDMapping
+		}{{u.Uids, &opts.UsernsOptions.Uids}, {u.Gids, &opts.UsernsOptions.Gids}} {
+			for _, im := range m.in {
+				*m.out = append(*m.out, &runtime.IDMapping{HostId: im.HostID, ContainerId: im.ContainerID, Length: im.Length})
+			}
+		}
+	}
+	st.Linux = &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: opts}}
 	resp := &runtime.PodSandboxStatusResponse{Status: st}
 	if !verbose {
 		return resp, nil
 	}
 	in := Info{
-		Pid: sb.PausePid, ProcessStatus: "stopped", State: sb.State, NetnsPath: sb.NetnsPath, BundleDir: sb.BundleDir,
+		Pid: sb.PausePid, ProcessStatus: "stopped", NoPause: sb.NoPause, State: sb.State, NetnsPath: sb.NetnsPath, BundleDir: sb.BundleDir,
 		RuntimeHandler: cfg.RuntimeHandler, Config: cfg, RuntimeSpec: sb.Spec, Timings: sb.Timings,
 	}
-	if running {
+	switch {
+	case sb.NoPause:
+		in.Pid, in.ProcessStatus = 0, "none"
+	case running:
 		in.ProcessStatus = "running"
-	} else {
+	default:
 		in.Pid = 0
 	}
 	if sb.Err != nil {

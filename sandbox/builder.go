@@ -266,6 +266,11 @@ func (b *Builder) Build(ctx context.Context, cfg *pod.Config) (*Sandbox, error) 
 	if rt {
 		attach = append(attach, step{StepCreate, bl.create})
 	}
+	if len(attach) == 2 && p.ifaceSysctls {
+		// The runtime sets a sysctl of eth0 only once CNI made it.
+		add(false, attach[0])
+		attach = attach[1:]
+	}
 	add(len(attach) == 0, attach...)
 	add(!rt, step{StepStart, bl.start})
 	for i, phase := range phases {

@@ -164,7 +164,7 @@ func FuzzPlan(f *testing.F) {
 		}
 		if flags&fuzzUserNS != 0 {
 			// Only what the rules allow got through.
-			if hostID == 0 || length == 0 || uint64(hostID)+uint64(length) > 1<<32 || flags&(fuzzHostNetwork|fuzzHostIPC|fuzzHostPID) != 0 {
+			if hostID == 0 || length == 0 || uint64(hostID)+uint64(length) >= 1<<32 || flags&(fuzzHostNetwork|fuzzHostIPC|fuzzHostPID) != 0 {
 				t.Fatalf("user namespace %d+%d with flags %b accepted", hostID, length, flags)
 			}
 			if filepath.Dir(p.UserNSPath) != p.BundleDir || len(p.Spec.Linux.UIDMappings) != 1 || p.Spec.Linux.UIDMappings[0].HostID != hostID ||

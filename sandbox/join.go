@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -55,11 +56,17 @@ func (e *JoinError) Is(target error) bool { return target == ErrNotJoinable }
 //   - the pod's user namespace (UserNSPath) and its mappings, when it has
 //     one: the container's IDs are the pod's.
 //
+// For a pod with a pause, it asks the runtime (PauseState) that the pause
+// still runs as the PID the Build recorded: a pause that died, its PID
+// taken by another process, would hand out that process's namespaces (the
+// runtimes check a process's start time). The pause may still die between
+// this call and the container's create, as with containerd.
+//
 // Errors are *JoinError: a sandbox that is not built (stopped, destroyed,
-// planned), a PID namespace the pod cannot give (POD without a pause,
-// NODE in a pod that does not share the node's, TARGET), or a container
-// ID that cannot name a cgroup.
-func (s *Sandbox) ContainerOpts(containerID string, pid pod.NamespaceMode) ([]spec.Opt, error) {
+// planned), a pause that is not running, a PID namespace the pod cannot
+// give (POD without a pause, NODE in a pod that does not share the
+// node's, TARGET), or a container ID that cannot name a cgroup.
+func (s *Sandbox) ContainerOpts(ctx context.Context, containerID string, pid pod.NamespaceMode) ([]spec.Opt, error) {
 	fail := func(format string, args ...any) ([]spec.Opt, error) {
 		return nil, &JoinError{ID: s.ID, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -76,6 +83,15 @@ func (s *Sandbox) ContainerOpts(containerID string, pid pod.NamespaceMode) ([]sp
 	if !s.NoPause {
 		if s.PausePid <= 0 {
 			return fail("its pause is not running (a Builder without a Runtime starts none: start it, then set PausePid)")
+		}
+		if s.b != nil && s.b.runtime(s.Config.RuntimeHandler) != nil {
+			st, err := s.PauseState(ctx)
+			if err != nil {
+				return fail("its pause's state: %v", err)
+			}
+			if st.Status != specs.StateRunning || st.Pid != s.PausePid {
+				return fail("its pause (PID %d) is %s as PID %d: its namespaces are gone", s.PausePid, st.Status, st.Pid)
+			}
 		}
 		pausePID = strconv.Itoa(s.PausePid)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +66,7 @@ func (f *joinFixture) run(t *testing.T, sb *sandbox.Sandbox, pid pod.NamespaceMo
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
 	id := "app-" + hex.EncodeToString(raw[:])
-	opts, err := sb.ContainerOpts(id, pid)
+	opts, err := sb.ContainerOpts(context.Background(), id, pid)
 	require.NoError(t, err)
 	s, err := spec.New(append([]spec.Opt{spec.WithRoot(f.rootfs, true), spec.WithArgs("/bin/sh", "-c", script),
 		spec.WithUser(0, 0), spec.WithOOMScoreAdj(0)}, opts...)...)
@@ -209,12 +210,52 @@ func joinAndCheck(t *testing.T, f *joinFixture, noPause bool, nsMode string) {
 		assert.NotEqual(t, a.IPs, b.IPs)
 	}
 
+	if b.PausePid > 0 {
+		// A pause that died: no container joins what its PID may now be.
+		require.NoError(t, syscall.Kill(b.PausePid, syscall.SIGKILL))
+		require.NoError(t, testutil.WaitExit(b.PausePid))
+		_, err := b.ContainerOpts(ctx, "late", pid)
+		require.ErrorIs(t, err, sandbox.ErrNotJoinable, "a dead pause")
+	}
 	for _, sb := range []*sandbox.Sandbox{a, b} {
 		require.NoError(t, sb.Stop(ctx))
-		_, err := sb.ContainerOpts("late", pid)
+		_, err := sb.ContainerOpts(context.Background(), "late", pid)
 		require.ErrorIs(t, err, sandbox.ErrNotJoinable, "a stopped pod")
 		require.NoError(t, sb.Destroy(ctx))
 	}
 	assert.Empty(t, f.net.Allocations(), "IPAM released")
+	assert.Empty(t, f.lc.Leaked())
+}
+
+// A sysctl of the pod's eth0: with a pause, the runtime sets it after CNI
+// made eth0 (the Build does not overlap them then); a pod without a pause
+// cannot have one.
+func TestInterfaceSysctl(t *testing.T) {
+	f := newJoinFixture(t, "runc", sandbox.PauseForSharedPID)
+	ctx := context.Background()
+	cfg := joinPod("eth0-sysctl", "pod", false)
+	cfg.Linux.Sysctls = map[string]string{"net.ipv4.conf.eth0.rp_filter": "2", "net/ipv4/conf/all/arp_ignore": "1"}
+	sb, err := f.b.Build(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sb.Destroy(ctx) })
+	f.lc.TrackProcess(sb.PausePid)
+	out, err := exec.Command("nsenter", "-t", fmt.Sprint(sb.PausePid), "-n", "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter", "/proc/sys/net/ipv4/conf/all/arp_ignore").Output()
+	require.NoError(t, err)
+	assert.Equal(t, "2\n1\n", string(out))
+	require.NoError(t, sb.Destroy(ctx))
+
+	noPause := joinPod("eth0-no-pause", "pod", true)
+	noPause.Linux.Sysctls = map[string]string{"net.ipv4.conf.eth0.rp_filter": "2"}
+	_, err = f.b.Build(ctx, noPause)
+	var ce *sandbox.ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, `linux.sysctls["net.ipv4.conf.eth0.rp_filter"]`, ce.Problems[0].Field)
+
+	// Without a pause, the pins get the rest, the netns its net.* ones.
+	noPause.Linux.Sysctls = map[string]string{"net/ipv4/conf/all/arp_ignore": "1", "kernel.shmmni": "777"}
+	sb, err = f.b.Build(ctx, noPause)
+	require.NoError(t, err)
+	assert.Equal(t, "1\n777\n", f.run(t, sb, pod.NamespaceContainer, "cat /proc/sys/net/ipv4/conf/all/arp_ignore /proc/sys/kernel/shmmni"))
+	require.NoError(t, sb.Destroy(ctx))
 	assert.Empty(t, f.lc.Leaked())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -122,7 +123,7 @@ func TestContainerOpts(t *testing.T) {
 		b, _ := sandboxtest.NewBuilder(t, sandbox.Options{CgroupManager: manager})
 		sb, err := b.Build(ctx, podConfig("web"))
 		require.NoError(t, err)
-		opts, err := sb.ContainerOpts("app-1", pod.NamespacePod)
+		opts, err := sb.ContainerOpts(context.Background(), "app-1", pod.NamespacePod)
 		require.NoError(t, err)
 		s := applied(t, opts)
 		proc := func(kind string) string { return "/proc/" + strconv.Itoa(sb.PausePid) + "/ns/" + kind }
@@ -147,14 +148,14 @@ func TestContainerOpts(t *testing.T) {
 		assert.Contains(t, mounts["/dev/shm"].Options, "rw")
 
 		// A PID namespace of the container's own; the node's is refused.
-		opts, err = sb.ContainerOpts("app-2", pod.NamespaceContainer)
+		opts, err = sb.ContainerOpts(context.Background(), "app-2", pod.NamespaceContainer)
 		require.NoError(t, err)
 		assert.Equal(t, "", namespacesOf(applied(t, opts))[specs.PIDNamespace])
 		for _, bad := range []pod.NamespaceMode{pod.NamespaceNode, pod.NamespaceTarget} {
-			_, err = sb.ContainerOpts("app-3", bad)
+			_, err = sb.ContainerOpts(context.Background(), "app-3", bad)
 			require.ErrorIs(t, err, sandbox.ErrNotJoinable, bad)
 		}
-		_, err = sb.ContainerOpts("a/b", pod.NamespacePod)
+		_, err = sb.ContainerOpts(context.Background(), "a/b", pod.NamespacePod)
 		var je *sandbox.JoinError
 		require.ErrorAs(t, err, &je)
 		assert.Contains(t, je.Error(), "container ID")
@@ -162,19 +163,25 @@ func TestContainerOpts(t *testing.T) {
 		// SELinux labels pass on.
 		labelled := *sb
 		labelled.ProcessLabel, labelled.MountLabel = "system_u:system_r:container_t:s0:c1,c2", "system_u:object_r:container_file_t:s0:c1,c2"
-		opts, err = labelled.ContainerOpts("app-4", pod.NamespacePod)
+		opts, err = labelled.ContainerOpts(context.Background(), "app-4", pod.NamespacePod)
 		require.NoError(t, err)
 		s = applied(t, opts)
 		assert.Equal(t, labelled.ProcessLabel, s.Process.SelinuxLabel)
 		assert.Equal(t, labelled.MountLabel, s.Linux.MountLabel)
 
+		// A pause that is not running any more (the runtime says so).
+		require.NoError(t, b.Options().Runtime.Kill(ctx, sb.ID, syscall.SIGKILL))
+		_, err = sb.ContainerOpts(ctx, "app-5", pod.NamespacePod)
+		require.ErrorAs(t, err, &je)
+		assert.Contains(t, je.Reason, "stopped")
+
 		// Gone: stopped, destroyed, or only planned.
 		require.NoError(t, sb.Destroy(ctx))
-		_, err = sb.ContainerOpts("late", pod.NamespacePod)
+		_, err = sb.ContainerOpts(context.Background(), "late", pod.NamespacePod)
 		require.ErrorIs(t, err, sandbox.ErrNotJoinable)
 		planned, err := b.Plan(podConfig("plan"))
 		require.NoError(t, err)
-		_, err = planned.ContainerOpts("app", pod.NamespacePod)
+		_, err = planned.ContainerOpts(context.Background(), "app", pod.NamespacePod)
 		require.ErrorIs(t, err, sandbox.ErrNotJoinable)
 	}
 
@@ -182,13 +189,13 @@ func TestContainerOpts(t *testing.T) {
 	b, _ := sandboxtest.NewBuilder(t, sandbox.Options{PauseMode: sandbox.PauseNever})
 	sb, err := b.Build(ctx, noPauseConfig("web"))
 	require.NoError(t, err)
-	opts, err := sb.ContainerOpts("app", pod.NamespaceContainer)
+	opts, err := sb.ContainerOpts(context.Background(), "app", pod.NamespaceContainer)
 	require.NoError(t, err)
 	assert.Equal(t, map[specs.LinuxNamespaceType]string{
 		specs.NetworkNamespace: sb.NetnsPath, specs.IPCNamespace: sb.IPCNSPath, specs.UTSNamespace: sb.UTSNSPath,
 		specs.PIDNamespace: "", specs.MountNamespace: "",
 	}, namespacesOf(applied(t, opts)))
-	_, err = sb.ContainerOpts("app", pod.NamespacePod)
+	_, err = sb.ContainerOpts(context.Background(), "app", pod.NamespacePod)
 	var je *sandbox.JoinError
 	require.ErrorAs(t, err, &je)
 	assert.Contains(t, je.Reason, "no pause")
@@ -201,7 +208,7 @@ func TestContainerOpts(t *testing.T) {
 	host.Linux.SecurityContext = &pod.SecurityContext{NamespaceOptions: &pod.NamespaceOptions{Network: pod.NamespaceNode, Ipc: pod.NamespaceNode, Pid: pod.NamespaceNode}}
 	sb, err = b.Build(ctx, host)
 	require.NoError(t, err)
-	opts, err = sb.ContainerOpts("app", pod.NamespaceNode)
+	opts, err = sb.ContainerOpts(context.Background(), "app", pod.NamespaceNode)
 	require.NoError(t, err)
 	s := applied(t, opts)
 	assert.Equal(t, map[specs.LinuxNamespaceType]string{specs.MountNamespace: ""}, namespacesOf(s))
@@ -218,7 +225,7 @@ func TestContainerOpts(t *testing.T) {
 	require.NoError(t, err)
 	sb, err = b2.Build(ctx, podConfig("bundle-only"))
 	require.NoError(t, err)
-	_, err = sb.ContainerOpts("app", pod.NamespacePod)
+	_, err = sb.ContainerOpts(context.Background(), "app", pod.NamespacePod)
 	require.ErrorIs(t, err, sandbox.ErrNotJoinable)
 	require.NoError(t, sb.Destroy(ctx))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,6 +26,7 @@ type plan struct {
 	*Sandbox
 	hostNetwork, hostPID, hostIPC, privileged bool
 	sysctls                                   map[string]string      // the pod's, normalized
+	ifaceSysctls                              bool                   // some name an interface the network adds
 	uids, gids                                []specs.LinuxIDMapping // its user namespace's
 	resolv, hostnameFile, hosts               []byte
 	processLabel, mountLabel                  string
@@ -230,6 +232,28 @@ func (b *Builder) planSysctls(p *plan, probs *problems) []spec.Opt {
 		maps.Copy(merged, own)
 	}
 	p.sysctls = merged
+	// A sysctl of an interface the network adds (eth0) can be set only
+	// once it is there: by a pause's runtime after CNI ADD (the Build
+	// does not overlap them then); a pod without a pause sets its sysctls
+	// when its netns is made, before, and cannot have one.
+	for _, k := range slices.Sorted(maps.Keys(merged)) {
+		ifc := spec.SysctlInterface(k)
+		if ifc == "" {
+			continue
+		}
+		p.ifaceSysctls = true
+		if p.NoPause {
+			field := "Options.DefaultSysctls"
+			if l := p.Config.Linux; l != nil {
+				for pk := range l.Sysctls {
+					if spec.NormalizeSysctlName(pk) == k {
+						field = fmt.Sprintf("linux.sysctls[%q]", pk)
+					}
+				}
+			}
+			probs.addf(field, "names the interface %q: a pod without a pause sets its sysctls when its netns is made, before the network adds its interfaces", ifc)
+		}
+	}
 	return []spec.Opt{spec.WithSysctls(merged)}
 }
 

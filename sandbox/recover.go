@@ -94,8 +94,8 @@ func (b *Builder) recoverOne(ctx context.Context, id string) (bool, error) {
 	if (sb.State == StateBuilt || sb.State == StateStopped) && sb.boot == boot.ID() {
 		// A process restarted: hold the SELinux MCS pairs of the
 		// sandboxes that live on, so no new one gets the same.
-		if sb.Spec != nil && sb.Spec.Process != nil && sb.Spec.Process.SelinuxLabel != "" {
-			l := sb.Spec.Process.SelinuxLabel
+		// (The journaled label: a pod without a pause has no spec.)
+		if l := sb.ProcessLabel; l != "" {
 			if err := selinux.ReserveLabelV2(l); err != nil && !errors.Is(err, selinux.ErrMCSAlreadyExists) {
 				return false, err
 			}

@@ -86,8 +86,10 @@ func (b *Builder) userNamespace(p *plan, probs *problems) (uids, gids []specs.Li
 			bad(at+".length", "0: a mapping maps at least one ID")
 			ok = false
 		}
-		if uint64(m.HostID)+uint64(m.Length) > idSpace || uint64(m.ContainerID)+uint64(m.Length) > idSpace {
-			bad(at+".length", "%d IDs from %d: past the largest 32-bit ID", m.Length, m.HostID)
+		// The kernel refuses ID 2³²-1 (it is -1) and a range that ends
+		// at 2³².
+		if uint64(m.HostID)+uint64(m.Length) >= idSpace || uint64(m.ContainerID)+uint64(m.Length) >= idSpace {
+			bad(at+".length", "%d IDs from %d: past the largest ID, %d", m.Length, m.HostID, uint32(idSpace-2))
 			ok = false
 		}
 		if m.HostID == 0 && !b.opts.UserNSHostRoot {
@@ -103,24 +105,31 @@ func (b *Builder) userNamespace(p *plan, probs *problems) (uids, gids []specs.Li
 	if uids == nil || gids == nil {
 		return nil, nil
 	}
-	// kernel.ping_group_range takes GIDs of the pod's user namespace:
-	// unmapped ones are EINVAL in the runtime, late (cri-o#4476).
-	if l := p.Config.Linux; l != nil {
-		for k, v := range l.Sysctls {
-			if spec.NormalizeSysctlName(k) != "net.ipv4.ping_group_range" {
-				continue
+	// net.ipv4.ping_group_range takes GIDs of the pod's user namespace:
+	// unmapped ones are EINVAL in the runtime, late (cri-o#4476). The
+	// pod's own value, or the node's default (Options.DefaultSysctls).
+	const pgr = "net.ipv4.ping_group_range"
+	if v, ok := p.sysctls[pgr]; ok {
+		field := "Options.DefaultSysctls"
+		if l := p.Config.Linux; l != nil {
+			for k := range l.Sysctls {
+				if spec.NormalizeSysctlName(k) == pgr {
+					field = fmt.Sprintf("linux.sysctls[%q]", k)
+				}
 			}
-			lo, hi, ok := gidRange(v)
-			if ok && (lo >= uint64(gids[0].Size) || hi >= uint64(gids[0].Size)) {
-				bad(fmt.Sprintf("linux.sysctls[%q]", k), "%q: GIDs %d-%d, but the pod's user namespace maps GIDs 0-%d only", v, lo, hi, gids[0].Size-1)
-			}
+		}
+		lo, hi, ok := gidRange(v)
+		switch {
+		case !ok:
+			bad(field, "%q: in a user namespace, two decimal GIDs", v)
+		case lo >= uint64(gids[0].Size) || hi >= uint64(gids[0].Size):
+			bad(field, "%q: GIDs %d-%d, but the pod's user namespace maps GIDs 0-%d only", v, lo, hi, gids[0].Size-1)
 		}
 	}
 	return uids, gids
 }
 
-// gidRange parses ping_group_range's "low high"; ok false leaves the
-// value to the sysctl checks.
+// gidRange parses ping_group_range's "low high", in decimal.
 func gidRange(v string) (lo, hi uint64, ok bool) {
 	f := strings.Fields(v)
 	if len(f) != 2 {
@@ -140,24 +149,41 @@ func (b *Builder) userns(p *plan, probs *problems) []spec.Opt {
 	}
 	p.uids, p.gids = uids, gids
 	p.UserNSPath = filepath.Join(p.BundleDir, "userns")
-	// The pause runs as its user (spec.PauseUID, or the pod's run_as_user)
-	// in the namespace if the mappings map it, else as the pod's root.
+	// The pause runs as its user and group (spec.PauseUID and PauseGID,
+	// or the pod's run_as_user and run_as_group) in the namespace if the
+	// mappings map them, else as the pod's root; what the pod asks for
+	// must be mapped, supplemental groups included.
 	sc := p.Config.Security()
-	user, group := int64(spec.PauseUID), int64(spec.PauseGID)
-	if sc.RunAsUser != nil {
-		user = sc.RunAsUser.Value
+	const sf = "linux.security_context."
+	id := func(field string, v *pod.Int64Value, def int64, size uint32) (uint32, bool) {
+		n := def
+		if v != nil {
+			n = v.Value
+		}
+		switch {
+		case n >= 0 && n < int64(size):
+			return uint32(n), false
+		case v != nil:
+			e := &UserNamespaceError{Reason: fmt.Sprintf("%d is not mapped in the pod's user namespace (IDs 0-%d)", n, size-1)}
+			probs.add(sf+field, e.Reason, e)
+			return 0, false
+		}
+		return 0, true // the default, unmapped: the pod's root instead
 	}
-	if sc.RunAsGroup != nil {
-		group = sc.RunAsGroup.Value
+	user, uFell := id("run_as_user.value", sc.RunAsUser, spec.PauseUID, uids[0].Size)
+	group, gFell := id("run_as_group.value", sc.RunAsGroup, spec.PauseGID, gids[0].Size)
+	var groups []uint32
+	for i, g := range sc.SupplementalGroups {
+		if g < 0 || g >= int64(gids[0].Size) {
+			e := &UserNamespaceError{Reason: fmt.Sprintf("%d is not mapped in the pod's user namespace (GIDs 0-%d)", g, gids[0].Size-1)}
+			probs.add(fmt.Sprintf(sf+"supplemental_groups[%d]", i), e.Reason, e)
+			continue
+		}
+		groups = append(groups, uint32(g))
 	}
 	opts := []spec.Opt{spec.WithUserNamespace(p.UserNSPath, uids, gids)}
-	switch {
-	case user >= 0 && user < int64(uids[0].Size) && group >= 0 && group < int64(gids[0].Size):
-	case sc.RunAsUser != nil || sc.RunAsGroup != nil:
-		e := &UserNamespaceError{Reason: fmt.Sprintf("%d:%d is not mapped in the pod's user namespace (IDs 0-%d)", user, group, uids[0].Size-1)}
-		probs.add("linux.security_context.run_as_user", e.Reason, e)
-	default:
-		opts = append(opts, spec.WithUser(0, 0))
+	if uFell || gFell {
+		opts = append(opts, spec.WithUser(user, group, groups...))
 	}
 	return opts
 }

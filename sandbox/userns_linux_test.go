@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -178,7 +179,15 @@ func TestUserNamespaceRefused(t *testing.T) {
 		}, `linux.sysctls["net.ipv4.ping_group_range"]`},
 		"run_as_user unmapped": {func(c *pod.Config, _ *pod.UserNamespace) {
 			c.Linux.SecurityContext.RunAsUser = &pod.Int64Value{Value: 70000}
-		}, "linux.security_context.run_as_user"},
+		}, "linux.security_context.run_as_user.value"},
+		"supplemental group unmapped": {func(c *pod.Config, _ *pod.UserNamespace) {
+			c.Linux.SecurityContext.SupplementalGroups = []int64{5, 70000}
+		}, "linux.security_context.supplemental_groups[1]"},
+		"ping_group_range in hex": {func(c *pod.Config, _ *pod.UserNamespace) {
+			c.Linux.Sysctls = map[string]string{"net/ipv4/ping_group_range": "0 0x7fff"}
+		}, `linux.sysctls["net/ipv4/ping_group_range"]`},
+		"range ending at 2^32": {func(_ *pod.Config, u *pod.UserNamespace) { u.Uids[0].HostID, u.Uids[0].Length = 1, 1<<32-1 }, ".userns_options.uids[0].length"},
+		"ID 2^32-1":            {func(_ *pod.Config, u *pod.UserNamespace) { u.Gids[0].HostID, u.Gids[0].Length = 1<<32-1, 1 }, ".userns_options.gids[0].length"},
 	} {
 		cfg := usernsPod("refused")
 		u := cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions
@@ -198,13 +207,31 @@ func TestUserNamespaceRefused(t *testing.T) {
 		}
 		assert.Contains(t, fields, field, name)
 	}
-	// A small range maps no user 65535: the pause runs as the pod's root.
+	// A small range maps no user 65535: the pause runs as the pod's root;
+	// a run_as_user it maps is kept, with the root group.
 	cfg := usernsPod("small")
 	small := []pod.IDMapping{{HostID: usernsHostID, Length: 1000}}
 	cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions.Uids = small
 	cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions.Gids = small
 	p, err := b.Plan(cfg)
 	require.NoError(t, err)
-	assert.Zero(t, p.Spec.Process.User.UID)
+	assert.Equal(t, specs.User{}, p.Spec.Process.User)
+	cfg.Linux.SecurityContext.RunAsUser = &pod.Int64Value{Value: 5}
+	p, err = b.Plan(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, specs.User{UID: 5}, p.Spec.Process.User)
+
+	// The node's default ping_group_range is checked too, at its option.
+	withDefault, err := sandbox.NewBuilder(func() sandbox.Options {
+		o := b.Options()
+		o.DefaultSysctls = map[string]string{"net.ipv4.ping_group_range": "0 2147483647"}
+		return o
+	}())
+	require.NoError(t, err)
+	_, err = withDefault.Plan(usernsPod("default-sysctl"))
+	var ce *sandbox.ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, sandbox.ErrUserNamespace)
+	assert.Equal(t, "Options.DefaultSysctls", ce.Problems[0].Field)
 	assert.Empty(t, lc.Leaked())
 }

@@ -172,3 +172,21 @@ func SysctlNamespace(name string) specs.LinuxNamespaceType {
 	}
 	return ""
 }
+
+// SysctlInterface returns the network interface a net sysctl (in dotted
+// form) is about: X of net.ipv4.conf.X.*, net.ipv6.conf.X.*,
+// net.ipv4.neigh.X.* and net.ipv6.neigh.X.*, with its dots back; "" for
+// any other sysctl and for the all, default and lo entries, which exist in
+// every new network namespace.
+func SysctlInterface(name string) string {
+	f := strings.Split(name, ".")
+	if len(f) < 5 || f[0] != "net" || (f[1] != "ipv4" && f[1] != "ipv6") || (f[2] != "conf" && f[2] != "neigh") {
+		return ""
+	}
+	switch ifc := strings.ReplaceAll(f[3], "/", "."); ifc {
+	case "all", "default", "lo":
+		return ""
+	default:
+		return ifc
+	}
+}

@@ -150,3 +150,22 @@ func FuzzNormalizeSysctls(f *testing.F) {
 		}
 	})
 }
+
+func TestSysctlInterface(t *testing.T) {
+	for name, want := range map[string]string{
+		"net.ipv4.conf.eth0.rp_filter":      "eth0",
+		"net.ipv6.conf.eth0/100.forwarding": "eth0.100",
+		"net.ipv4.neigh.eth1.gc_stale_time": "eth1",
+		"net.ipv4.conf.all.rp_filter":       "",
+		"net.ipv4.conf.default.rp_filter":   "",
+		"net.ipv4.conf.lo.rp_filter":        "",
+		"net.ipv4.ip_forward":               "",
+		"net.ipv4.conf.eth0":                "",
+		"kernel.shmmax":                     "",
+		"net.core.somaxconn":                "",
+	} {
+		if got := SysctlInterface(name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}

@@ -629,7 +629,11 @@ func TestUserNamespacePod(t *testing.T) {
 	st, err := s.client.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: run.PodSandboxId, Verbose: true})
 	require.NoError(t, err)
 	assert.Equal(t, runtime.PodSandboxState_SANDBOX_READY, st.Status.State)
-	assert.Equal(t, runtime.NamespaceMode_POD, st.Status.Linux.Namespaces.Options.UsernsOptions.GetMode())
+	u := st.Status.Linux.Namespaces.Options.UsernsOptions
+	require.NotNil(t, u, "the status shows the user namespace")
+	assert.Equal(t, runtime.NamespaceMode_POD, u.Mode)
+	require.Len(t, u.Uids, 1)
+	assert.Equal(t, uint32(host), u.Uids[0].HostId)
 	var info struct{ Pid int }
 	require.NoError(t, json.Unmarshal([]byte(st.Info["info"]), &info))
 	uidMap, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", info.Pid))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/podsmith/podsmith/cgroups"
+	"github.com/podsmith/podsmith/sandbox"
 	"github.com/podsmith/podsmith/spec"
 )
 
@@ -56,7 +58,7 @@ func (c *cli) join(args []string) error {
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
 	id := joinPrefix(sb.ID) + hex.EncodeToString(raw[:])
-	opts, err := sb.ContainerOpts(id, sb.Config.Namespaces().Pid)
+	opts, err := sb.ContainerOpts(context.Background(), id, sb.Config.Namespaces().Pid)
 	if err != nil {
 		return err
 	}
@@ -118,7 +120,8 @@ func (c *cli) runForeground(id, bundle string) error {
 	return nil
 }
 
-// joinPrefix starts the IDs of the containers join runs in a pod.
+// joinPrefix starts the IDs of the containers join runs in a pod (its ID,
+// or the ID's first 12 characters).
 func joinPrefix(sandboxID string) string { return "join-" + sandboxID[:12] + "-" }
 
 func (c *cli) joinsDir() string { return filepath.Join(c.g.runRoot, "joins") }
@@ -152,6 +155,34 @@ func (c *cli) removeJoined(sandboxID string) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeOrphanJoins removes what killed joins left in pods that no longer
+// exist (a pod Recover destroyed): recover calls it.
+func (c *cli) removeOrphanJoins(b *sandbox.Builder) error {
+	list, err := b.List()
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, sb := range list {
+		live[joinPrefix(sb.ID)] = true
+	}
+	pods := map[string]bool{}
+	for _, dir := range []string{filepath.Join(c.g.runRoot, "runtime", filepath.Base(c.g.runtime)), c.joinsDir()} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			// join-<12 hex of the pod>-<16 hex>
+			if name := e.Name(); strings.HasPrefix(name, "join-") && len(name) == len("join-")+12+1+16 && !live[name[:len("join-")+13]] {
+				pods[name[len("join-"):len("join-")+12]] = true
+			}
+		}
+	}
+	var errs []error
+	for short := range pods {
+		errs = append(errs, c.removeJoined(short))
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/internal/testutil"
+	"github.com/podsmith/podsmith/sandbox"
 )
 
 // run --no-pause and join, with runc and crun: a container in the pod sees
@@ -68,8 +70,18 @@ func TestNoPauseAndJoin(t *testing.T) {
 			require.Len(t, ents, 1, "the killed join's container")
 
 			assert.Equal(t, 1, e.podctl("rm", id).code, "a ready pod needs stop first")
-			e.ok("stop", id)
-			e.ok("rm", id)
+			// The pod destroyed by another hand than podctl's (its
+			// library): recover removes the container left in it.
+			lib, err := sandbox.NewBuilder(sandbox.Options{StateDir: filepath.Join(e.root, "state"),
+				RunDir: filepath.Join(e.root, "run"), NetnsDir: filepath.Join(e.root, "netns")})
+			require.NoError(t, err)
+			sb, err := lib.Find(id)
+			require.NoError(t, err)
+			require.NoError(t, sb.Destroy(context.Background()))
+			e.ok("recover")
+			ents, err = os.ReadDir(filepath.Join(e.root, "run", "joins"))
+			require.NoError(t, err)
+			assert.Empty(t, ents, "recover removed the killed join's container")
 			e.ok("rm", "-f", withPause)
 			reapOrphans(t, 10*time.Second)
 			assert.Empty(t, e.lc.Leaked())

@@ -651,6 +651,10 @@ func (c *cli) recover(args []string) error {
 	for _, id := range rep.Destroyed {
 		fmt.Fprintf(c.stdout, "destroyed %s\n", id)
 	}
+	// Containers a killed join left in pods that are gone.
+	if jerr := c.removeOrphanJoins(b); jerr != nil {
+		err = errors.Join(err, jerr)
+	}
 	for _, p := range rep.Orphans {
 		fmt.Fprintf(c.stdout, "removed %s\n", p)
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 // Gone waits until none of the network interfaces names exists in this
-// process's network namespace, or ctx ends (context.DeadlineExceeded). It
+// process's network namespace, or ctx ends (its error). It
 // listens to the kernel's link events, checking after each; it subscribes
 // before the first check, so no removal is missed.
 func Gone(ctx context.Context, names []string) error {
@@ -40,7 +40,10 @@ func Gone(ctx context.Context, names []string) error {
 		if d, ok := ctx.Deadline(); ok {
 			wait = min(wait, time.Until(d))
 		}
-		if err := ctx.Err(); err != nil || wait <= 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if wait <= 0 {
 			return context.DeadlineExceeded
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}

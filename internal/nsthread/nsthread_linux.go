@@ -191,9 +191,14 @@ func WriteSysctls(sysctls map[string]string) error {
 	return nil
 }
 
+// sysctlPath swaps a sysctl's separators: in the dotted form an
+// interface's own dot is a slash ("net.ipv4.conf.eth0/100.forwarding"),
+// as runc reads it.
+var sysctlPath = strings.NewReplacer(".", "/", "/", ".")
+
 // WriteSysctl writes one sysctl (dotted name), as WriteSysctls does.
 func WriteSysctl(name, value string) error {
-	p := filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
+	p := filepath.Join("/proc/sys", sysctlPath.Replace(name))
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err
