@@ -127,6 +127,7 @@ func NewCNINetwork(t testing.TB, o CNINetworkOptions) *CNINetwork {
 		}
 		if rules := n.Rules(t); len(rules) > 0 {
 			t.Errorf("leaked iptables rules of network %s:\n%s", n.Name, strings.Join(rules, "\n"))
+			n.removeRules(t)
 		}
 		_ = exec.Command("ip", "link", "del", n.Name).Run()
 		if len(forward) > 0 {
@@ -234,6 +235,39 @@ func (n *CNINetwork) Rules(t testing.TB) []string {
 		}
 	}
 	return rules
+}
+
+// removeRules deletes the iptables rules that name the network, and the
+// per-pod chains they jump to (portmap's CNI-DN-*), so that one failing
+// test does not leave them on the host.
+func (n *CNINetwork) removeRules(t testing.TB) {
+	for _, table := range []string{"nat", "filter", "mangle"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			t.Errorf("iptables-save -t %s: %v", table, err)
+			continue
+		}
+		var chains []string
+		for _, l := range strings.Split(string(out), "\n") {
+			f := splitRule(l)
+			if len(f) < 3 || f[0] != "-A" || !(strings.Contains(l, `\"`+n.Name+`\"`) || strings.Contains(l, `"`+n.Name+`"`)) {
+				continue
+			}
+			if i := slices.Index(f, "-j"); i > 0 && i+1 < len(f) && strings.HasPrefix(f[i+1], "CNI-DN-") {
+				chains = append(chains, f[i+1])
+			}
+			if out, err := exec.Command("iptables", append([]string{"-t", table, "-D"}, f[1:]...)...).CombinedOutput(); err != nil {
+				t.Errorf("remove %q: %v: %s", l, err, out)
+			}
+		}
+		for _, c := range chains {
+			for _, op := range []string{"-F", "-X"} {
+				if out, err := exec.Command("iptables", "-t", table, op, c).CombinedOutput(); err != nil {
+					t.Errorf("iptables -t %s %s %s: %v: %s", table, op, c, err, out)
+				}
+			}
+		}
+	}
 }
 
 // NAT returns the nat table, as iptables-save prints it.
