@@ -50,6 +50,11 @@ func realBuilder(t *testing.T, opts sandbox.Options) (*sandbox.Builder, *testuti
 		if opts.CgroupParent == "" {
 			opts.CgroupParent = testCgroupParent(t)
 		}
+		if !strings.HasPrefix(opts.CgroupParent, "/podsmith-test-") {
+			// The node's parent (from another Builder's Options, say)
+			// would outlive the test.
+			t.Fatalf("a test with a runtime needs a cgroup parent of its own, not %q", opts.CgroupParent)
+		}
 		leaks.CgroupParent = opts.CgroupParent
 	}
 	b, err := sandbox.NewBuilder(opts)

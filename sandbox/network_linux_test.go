@@ -132,7 +132,9 @@ func TestNetworkReleaseOnStop(t *testing.T) {
 func TestStopWithAPauseLeavesNoVeth(t *testing.T) {
 	f := newNetFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 	opts := f.b.Options()
-	opts.Runtime = testutil.NewRuntime(t, "runc")
+	// A cgroup parent of the test's own (realBuilder's), not the default
+	// Options filled in.
+	opts.Runtime, opts.CgroupParent = testutil.NewRuntime(t, "runc"), ""
 	b, lc := realBuilder(t, opts)
 	ctx := context.Background()
 	for range 3 {
