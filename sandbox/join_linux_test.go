@@ -251,6 +251,16 @@ func TestInterfaceSysctl(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, `linux.sysctls["net.ipv4.conf.eth0.rp_filter"]`, ce.Problems[0].Field)
 
+	// A value the kernel refuses fails the netns step (no pause: the
+	// Builder writes it), and nothing is left.
+	noPause.Linux.Sysctls = map[string]string{"net.core.somaxconn": "not-a-number"}
+	_, err = f.b.Build(ctx, noPause)
+	var se *sandbox.StepError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, sandbox.StepNetns, se.Step)
+	require.NoError(t, se.RollbackErr)
+	assert.Empty(t, f.lc.Leaked())
+
 	// Without a pause, the pins get the rest, the netns its net.* ones.
 	noPause.Linux.Sysctls = map[string]string{"net/ipv4/conf/all/arp_ignore": "1", "kernel.shmmni": "777"}
 	sb, err = f.b.Build(ctx, noPause)

@@ -207,6 +207,15 @@ func TestUserNamespaceRefused(t *testing.T) {
 		}
 		assert.Contains(t, fields, field, name)
 	}
+	// A run dir the pod's root cannot reach (t.TempDir's are 0700):
+	// refused at the dirs step, with what to do, and nothing is left.
+	_, err := b.Build(context.Background(), usernsPod("unreachable"))
+	var se *sandbox.StepError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, sandbox.StepDirs, se.Step)
+	assert.Contains(t, err.Error(), "o+x")
+	require.NoError(t, se.RollbackErr)
+
 	// A small range maps no user 65535: the pause runs as the pod's root;
 	// a run_as_user it maps is kept, with the root group.
 	cfg := usernsPod("small")

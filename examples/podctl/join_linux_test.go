@@ -40,6 +40,14 @@ func TestNoPauseAndJoin(t *testing.T) {
 			assert.Equal(t, 2, e.podctl("join", id).code)
 			assert.Equal(t, 2, e.podctl("join", id, "--").code)
 			assert.Contains(t, e.podctl("join", "no-such-pod", "--", "true").stderr, "no sandbox")
+			// A rootfs the runtime cannot use: its error, a failure, and
+			// nothing left of the container.
+			r = e.podctl("join", "--rootfs", filepath.Join(t.TempDir(), "none"), id, "--", "true")
+			assert.NotZero(t, r.code)
+			assert.NotEmpty(t, r.stderr)
+			ents, err := os.ReadDir(filepath.Join(e.root, "run", "joins"))
+			require.NoError(t, err)
+			assert.Empty(t, ents)
 
 			// A pod sharing its PID namespace needs a pause.
 			r = e.podctl("run", "--no-pause", "../pods/basic.json")
@@ -65,7 +73,7 @@ func TestNoPauseAndJoin(t *testing.T) {
 			require.Equal(t, "up\n", string(b))
 			require.NoError(t, join.Process.Signal(syscall.SIGKILL))
 			_ = join.Wait()
-			ents, err := os.ReadDir(filepath.Join(e.root, "run", "joins"))
+			ents, err = os.ReadDir(filepath.Join(e.root, "run", "joins"))
 			require.NoError(t, err)
 			require.Len(t, ents, 1, "the killed join's container")
 
