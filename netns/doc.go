@@ -17,6 +17,13 @@
 // goroutines that expect to run in the namespace: they may run on other
 // threads.
 //
+// NewInUserNS makes the network namespace inside a new user namespace with
+// the given ID mappings and pins both: a helper process (a static binary
+// such as the pause) is cloned into the two namespaces by os/exec, which
+// writes the mappings, since a Go process cannot enter a new user
+// namespace itself; the pod's root then holds CAP_NET_ADMIN over this
+// network namespace and over nothing of the node's.
+//
 // Remove is idempotent: a pin that is not mounted (for example after a
 // reboot, or a lazy unmount by someone else) or does not exist is success.
 // List returns the pins in a directory, live or stale, for orphan sweeps.

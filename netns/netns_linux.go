@@ -148,14 +148,12 @@ func createInUserNS(dir, path string, u UserNS) (err error) {
 		return fmt.Errorf("netns: pin dir: %w", err)
 	}
 	for _, pin := range []string{path, u.Pin} {
-		fd, err := unix.Open(pin, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
-		if err != nil {
+		if err := nsthread.PinFile(pin); err != nil {
 			if errors.Is(err, fs.ErrExist) {
-				err = ErrExist
+				return fmt.Errorf("netns: %s: %w", pin, ErrExist)
 			}
-			return fmt.Errorf("netns: create pin %s: %w", pin, err)
+			return fmt.Errorf("netns: %w", err)
 		}
-		_ = unix.Close(fd)
 		defer func() {
 			if err != nil {
 				_ = nsthread.Remove(pin)

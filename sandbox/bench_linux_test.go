@@ -240,13 +240,7 @@ func BenchmarkPauseModes(b *testing.B) {
 			builder := func(sub string, o sandbox.Options) *sandbox.Builder {
 				dir := filepath.Join(root, sub)
 				require.NoError(b, os.Mkdir(dir, 0o755))
-				opts, err := realOptionsAt(dir, o)
-				require.NoError(b, err)
-				bl, err := sandbox.NewBuilder(opts)
-				require.NoError(b, err)
-				_, err = bl.Prepare()
-				require.NoError(b, err)
-				return bl
+				return benchBuilder(b, dir, o)
 			}
 			o := sandbox.Options{}
 			if started {
@@ -258,26 +252,13 @@ func BenchmarkPauseModes(b *testing.B) {
 			withPause := builder("pause", o)
 			o.PauseMode = sandbox.PauseNever
 			noPause := builder("no-pause", o)
-			ctx := context.Background()
-			cycle := func(bl *sandbox.Builder, cfg *pod.Config) (time.Duration, error) {
-				t0 := time.Now()
-				sb, err := bl.Build(ctx, cfg)
-				if err != nil {
-					return 0, err
-				}
-				err = sb.Destroy(ctx)
-				return time.Since(t0), err
-			}
 			var p, np latencies
 			measure(b, false, func(i int64) error {
-				d, err := cycle(withPause, noPauseConfig(fmt.Sprintf("pod-%d", i)))
-				if err != nil {
+				cfg := noPauseConfig(fmt.Sprintf("pod-%d", i))
+				if err := buildDestroy(withPause, cfg, &p); err != nil {
 					return err
 				}
-				p.add(d)
-				d, err = cycle(noPause, noPauseConfig(fmt.Sprintf("pod-%d", i)))
-				np.add(d)
-				return err
+				return buildDestroy(noPause, cfg, &np)
 			})
 			b.ReportMetric(float64(p.p50().Microseconds()), "pause-p50-µs")
 			b.ReportMetric(float64(np.p50().Microseconds()), "no-pause-p50-µs")
@@ -292,37 +273,41 @@ func BenchmarkPauseModes(b *testing.B) {
 // in each iteration, on the real host without CNI or runtime.
 func BenchmarkUserNamespace(b *testing.B) {
 	root := benchRoot(b)
-	for d := root; d != os.TempDir() && d != filepath.Dir(d); d = filepath.Dir(d) {
-		require.NoError(b, os.Chmod(d, 0o711))
-	}
-	opts, err := realOptionsAt(root, sandbox.Options{})
+	searchableFrom(b, root)
+	bl := benchBuilder(b, root, sandbox.Options{})
+	var plain, userns latencies
+	measure(b, false, func(i int64) error {
+		if err := buildDestroy(bl, podConfig(fmt.Sprintf("plain-%d", i)), &plain); err != nil {
+			return err
+		}
+		return buildDestroy(bl, usernsPod(fmt.Sprintf("userns-%d", i)), &userns)
+	})
+	b.ReportMetric(float64(plain.p50().Microseconds()), "plain-p50-µs")
+	b.ReportMetric(float64(userns.p50().Microseconds()), "userns-p50-µs")
+	b.ReportMetric(float64((userns.p50() - plain.p50()).Microseconds()), "extra-p50-µs")
+}
+
+// benchBuilder is a prepared real-host Builder with its dirs under dir.
+func benchBuilder(b *testing.B, dir string, o sandbox.Options) *sandbox.Builder {
+	opts, err := realOptionsAt(dir, o)
 	require.NoError(b, err)
 	bl, err := sandbox.NewBuilder(opts)
 	require.NoError(b, err)
 	_, err = bl.Prepare()
 	require.NoError(b, err)
+	return bl
+}
+
+// buildDestroy builds cfg and destroys it, adding the time both took to
+// lat.
+func buildDestroy(bl *sandbox.Builder, cfg *pod.Config, lat *latencies) error {
 	ctx := context.Background()
-	cycle := func(cfg *pod.Config) (time.Duration, error) {
-		t0 := time.Now()
-		sb, err := bl.Build(ctx, cfg)
-		if err != nil {
-			return 0, err
-		}
-		err = sb.Destroy(ctx)
-		return time.Since(t0), err
-	}
-	var plain, userns latencies
-	measure(b, false, func(i int64) error {
-		d, err := cycle(podConfig(fmt.Sprintf("plain-%d", i)))
-		if err != nil {
-			return err
-		}
-		plain.add(d)
-		d, err = cycle(usernsPod(fmt.Sprintf("userns-%d", i)))
-		userns.add(d)
+	t0 := time.Now()
+	sb, err := bl.Build(ctx, cfg)
+	if err != nil {
 		return err
-	})
-	b.ReportMetric(float64(plain.p50().Microseconds()), "plain-p50-µs")
-	b.ReportMetric(float64(userns.p50().Microseconds()), "userns-p50-µs")
-	b.ReportMetric(float64((userns.p50() - plain.p50()).Microseconds()), "extra-p50-µs")
+	}
+	err = sb.Destroy(ctx)
+	lat.add(time.Since(t0))
+	return err
 }

@@ -133,7 +133,7 @@ func usernsPod(name string) *pod.Config {
 // searchableFrom makes dir and its parents up to the temp dir searchable
 // by others (t.TempDir's dirs are 0700): a pod's user namespace root, an
 // unprivileged user of the node, must reach its bundle.
-func searchableFrom(t *testing.T, dir string) {
+func searchableFrom(t testing.TB, dir string) {
 	t.Helper()
 	for d := dir; d != os.TempDir() && d != filepath.Dir(d); d = filepath.Dir(d) {
 		st, err := os.Stat(d)

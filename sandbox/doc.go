@@ -11,13 +11,16 @@
 // at once in a *ConfigError, sorted by field path. Build runs the steps
 // (Steps): reserve the name, make the bundle dir, write resolv.conf,
 // hostname and hosts, bind the shared pause rootfs, mount /dev/shm, create
-// and pin the network namespace, write config.json, attach the namespace
+// and pin the network namespace (inside the pod's own user namespace, also
+// pinned, when it asks for one), write config.json, attach the namespace
 // to the network while (with a Runtime) the pause is created, and start
-// it. BuildOrGet is Build for callers that retry, as kubelet does. Find
-// and List read sandboxes back; Sandbox.Stop is CRI's StopPodSandbox,
-// Sandbox.Destroy its RemovePodSandbox (both kill and reap the pause, then
-// delete it while the network detaches); Recover, at start-up, finishes
-// what crashes left.
+// it. A pod without a pause (Options.PauseMode) gets its IPC and UTS
+// namespaces pinned instead of a rootfs, a config.json and a start.
+// BuildOrGet is Build for callers that retry, as kubelet does. Find and
+// List read sandboxes back; Sandbox.ContainerOpts puts an app container
+// into a pod; Sandbox.Stop is CRI's StopPodSandbox, Sandbox.Destroy its
+// RemovePodSandbox (both kill and reap the pause, then delete it while the
+// network detaches); Recover, at start-up, finishes what crashes left.
 //
 // # The journal
 //
@@ -26,6 +29,7 @@
 // record describes the sandbox (with the node's boot ID); then, before
 // each step changes the host, the step appends the undo of that change, as
 // data: {"op":"unmount","path":...}, {"op":"netns-remove",...},
+// {"op":"unpin",...},
 // {"op":"net-detach",...}, {"op":"runtime-delete",...}. A failed Build
 // replays it backwards; Destroy is the same replay; Recover replays the
 // journals of Builds and Destroys that did not finish, and of sandboxes

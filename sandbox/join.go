@@ -140,10 +140,7 @@ func (s *Sandbox) ContainerOpts(ctx context.Context, containerID string, pid pod
 		if u == nil || len(u.Uids) != 1 || len(u.Gids) != 1 {
 			return fail("its config lost its user namespace mappings")
 		}
-		m := func(im pod.IDMapping) []specs.LinuxIDMapping {
-			return []specs.LinuxIDMapping{{HostID: im.HostID, ContainerID: im.ContainerID, Size: im.Length}}
-		}
-		opts = append(opts, spec.WithUserNamespace(s.UserNSPath, m(u.Uids[0]), m(u.Gids[0])))
+		opts = append(opts, spec.WithUserNamespace(s.UserNSPath, specMapping(u.Uids[0]), specMapping(u.Gids[0])))
 	}
 	opts = append(opts, spec.WithMounts(s.podMounts()...))
 	if s.b != nil {

@@ -243,18 +243,23 @@ func (b *Builder) planSysctls(p *plan, probs *problems) []spec.Opt {
 		}
 		p.ifaceSysctls = true
 		if p.NoPause {
-			field := "Options.DefaultSysctls"
-			if l := p.Config.Linux; l != nil {
-				for pk := range l.Sysctls {
-					if spec.NormalizeSysctlName(pk) == k {
-						field = fmt.Sprintf("linux.sysctls[%q]", pk)
-					}
-				}
-			}
-			probs.addf(field, "names the interface %q: a pod without a pause sets its sysctls when its netns is made, before the network adds its interfaces", ifc)
+			probs.addf(p.sysctlField(k), "names the interface %q: a pod without a pause sets its sysctls when its netns is made, before the network adds its interfaces", ifc)
 		}
 	}
 	return []spec.Opt{spec.WithSysctls(merged)}
+}
+
+// sysctlField is the field path of a merged sysctl (dotted name): the
+// pod's own entry, as the pod spelled it, or the node's default.
+func (p *plan) sysctlField(name string) string {
+	if l := p.Config.Linux; l != nil {
+		for k := range l.Sysctls {
+			if spec.NormalizeSysctlName(k) == name {
+				return fmt.Sprintf("linux.sysctls[%q]", k)
+			}
+		}
+	}
+	return "Options.DefaultSysctls"
 }
 
 // sysctlsOf returns the pod's sysctls of one namespace, for a pod

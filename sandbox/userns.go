@@ -99,7 +99,7 @@ func (b *Builder) userNamespace(p *plan, probs *problems) (uids, gids []specs.Li
 		if !ok {
 			return nil
 		}
-		return []specs.LinuxIDMapping{{HostID: m.HostID, ContainerID: m.ContainerID, Size: m.Length}}
+		return specMapping(m)
 	}
 	uids, gids = check(f+".uids", u.Uids), check(f+".gids", u.Gids)
 	if uids == nil || gids == nil {
@@ -110,14 +110,7 @@ func (b *Builder) userNamespace(p *plan, probs *problems) (uids, gids []specs.Li
 	// pod's own value, or the node's default (Options.DefaultSysctls).
 	const pgr = "net.ipv4.ping_group_range"
 	if v, ok := p.sysctls[pgr]; ok {
-		field := "Options.DefaultSysctls"
-		if l := p.Config.Linux; l != nil {
-			for k := range l.Sysctls {
-				if spec.NormalizeSysctlName(k) == pgr {
-					field = fmt.Sprintf("linux.sysctls[%q]", k)
-				}
-			}
-		}
+		field := p.sysctlField(pgr)
 		lo, hi, ok := gidRange(v)
 		switch {
 		case !ok:
@@ -127,6 +120,11 @@ func (b *Builder) userNamespace(p *plan, probs *problems) (uids, gids []specs.Li
 		}
 	}
 	return uids, gids
+}
+
+// specMapping is a CRI mapping as the OCI spec has it.
+func specMapping(m pod.IDMapping) []specs.LinuxIDMapping {
+	return []specs.LinuxIDMapping{{HostID: m.HostID, ContainerID: m.ContainerID, Size: m.Length}}
 }
 
 // gidRange parses ping_group_range's "low high", in decimal.

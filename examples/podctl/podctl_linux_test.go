@@ -26,25 +26,7 @@ import (
 var podctlBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "podctl-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// World-readable, so the unprivileged test can run it.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	podctlBin = filepath.Join(dir, "podctl")
-	out, err := exec.Command("go", "build", "-o", podctlBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build podctl: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testutil.MainWithBinaries(m, func(dir string) { podctlBin = filepath.Join(dir, "podctl") }, ".")
 }
 
 // env is one test's podctl: its own roots, runtime and cgroup parent.
@@ -110,20 +92,7 @@ type result struct {
 
 func (e *env) podctl(args ...string) result {
 	e.t.Helper()
-	global := []string{
-		"--root", filepath.Join(e.root, "state"), "--run-root", filepath.Join(e.root, "run"),
-		"--netns-dir", filepath.Join(e.root, "netns"), "--runtime", e.runtime, "--cgroup-parent", e.cgroupParent,
-		"--cni-conf-dir", e.cniConfDir,
-	}
-	if len(e.cniBinDirs) > 0 {
-		global = append(global, "--cni-bin-dir", strings.Join(e.cniBinDirs, ","))
-	}
-	return runPodctl(e.t, append(global, args...)...)
-}
-
-func runPodctl(t *testing.T, args ...string) result {
-	t.Helper()
-	return runCommand(t, exec.Command(podctlBin, args...))
+	return runCommand(e.t, e.command(args...))
 }
 
 // runCommand runs cmd and returns its output and exit code.

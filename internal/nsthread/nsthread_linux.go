@@ -88,11 +88,9 @@ func Run(k Kind, path string, fn func() error) error {
 // thread). On any failure nothing is left: no pin, and the namespace ends
 // with the thread's hold on it.
 func Pin(k Kind, path string, setup func() error) (err error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
-	if err != nil {
-		return &os.PathError{Op: "create pin", Path: path, Err: err}
+	if err := PinFile(path); err != nil {
+		return err
 	}
-	_ = unix.Close(fd)
 	defer func() {
 		if err != nil {
 			_ = Remove(path)
@@ -107,6 +105,16 @@ func Pin(k Kind, path string, setup func() error) (err error) {
 		}
 		return setup()
 	})
+}
+
+// PinFile creates the empty file a namespace is bound on; one that exists
+// is an error matching fs.ErrExist (a pin is never reused).
+func PinFile(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
+	if err != nil {
+		return &os.PathError{Op: "create pin", Path: path, Err: err}
+	}
+	return unix.Close(fd)
 }
 
 // nsfsMagic is NSFS_MAGIC from linux/magic.h.

@@ -27,3 +27,6 @@ func WriteSysctls(map[string]string) error { return errors.ErrUnsupported }
 
 // WriteSysctl needs Linux.
 func WriteSysctl(string, string) error { return errors.ErrUnsupported }
+
+// PinFile needs Linux.
+func PinFile(string) error { return errors.ErrUnsupported }

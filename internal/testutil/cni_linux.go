@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -407,45 +405,10 @@ func checksum(b []byte) uint16 {
 // is deleted, or timeout passes. The kernel deletes a veth whose peer's
 // namespace dies asynchronously, after the namespace's last user is gone.
 func WaitLinkGone(name string, timeout time.Duration) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := linkwait.Gone(ctx, []string{name}); err != nil {
+		return fmt.Errorf("link %s still there after %s: %w", name, timeout, err)
 	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
-		return err
-	}
-	ifc, err := net.InterfaceByName(name) // after subscribing: no event is missed
-	if err != nil {
-		return nil // gone already
-	}
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 1<<16)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return fmt.Errorf("link %s still there after %s", name, timeout)
-		}
-		tv := unix.NsecToTimeval(left.Nanoseconds())
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return err
-		}
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if m.Header.Type == unix.RTM_DELLINK && len(m.Data) >= unix.SizeofIfInfomsg &&
-				int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))) == ifc.Index {
-				return nil
-			}
-		}
-	}
+	return nil
 }
