@@ -652,13 +652,18 @@ func journalPath(b *sandbox.Builder, id string) string {
 
 // journalOps reads the ops of a journal's records from its file, as a
 // process that does not use the journal package would: JSON lines, up to
-// the NUL bytes of the reserve.
+// the NUL bytes of the reserve. A line without its newline is a record
+// being written while we read (the network and create steps run at the same
+// time), not yet one of the journal's.
 func journalOps(path string) ([]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	data, _, _ = bytes.Cut(data, []byte{0})
+	if end := bytes.LastIndexByte(data, '\n'); end >= 0 {
+		data = data[:end+1]
+	}
 	var ops []string
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		var r struct{ Op string }

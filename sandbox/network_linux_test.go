@@ -195,7 +195,10 @@ func TestNetworkFailuresRollBack(t *testing.T) {
 			}
 			f := newNetFixture(t, o, func(c *cni.Options) {
 				if tc.timed {
-					c.AddTimeout = time.Second
+					// Room for the bridge plugin before the sleepy one on a
+					// loaded machine: a bridge cut short by the deadline
+					// could allocate after the rollback's DEL.
+					c.AddTimeout = 3 * time.Second
 				}
 			})
 			if tc.script != "" {

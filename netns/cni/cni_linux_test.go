@@ -382,7 +382,9 @@ func TestFailures(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		pidFile := filepath.Join(t.TempDir(), "pid")
-		f := newFixture(t, testutil.CNINetworkOptions{Extra: []map[string]any{{"type": "sleepy"}}}, func(o *cni.Options) { o.AddTimeout = time.Second })
+		f := newFixture(t, testutil.CNINetworkOptions{Extra: []map[string]any{{"type": "sleepy"}}}, func(o *cni.Options) {
+			o.AddTimeout = 3 * time.Second // the bridge plugin before sleepy must finish on a loaded machine
+		})
 		f.net.WritePlugin(t, "sleepy", "#!/bin/sh\ncat >/dev/null\ncase \"$CNI_COMMAND\" in\n"+
 			"ADD) echo $$ > "+pidFile+"; exec sleep 600;;\n"+
 			"VERSION) echo '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}';;\nesac\nexit 0\n")
