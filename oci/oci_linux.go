@@ -14,12 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/podsmith/podsmith/internal/owndir"
+	"github.com/podsmith/podsmith/internal/pidfd"
 )
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
@@ -127,31 +127,23 @@ func (r *Runtime) signalKept(id string, sig syscall.Signal) bool {
 	if f == nil {
 		return false
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.PidfdSendSignal(int(fd), sig, nil, 0) }); err != nil {
-		return false
-	}
-	return serr == nil || errors.Is(serr, unix.ESRCH)
+	return pidfd.Signal(f, sig) == nil
 }
 
 func (r *Runtime) wait(ctx context.Context, id string) error {
-	pidfd := r.takePidfd(id)
-	if pidfd == nil {
+	pf := r.takePidfd(id)
+	if pf == nil {
 		var err error
-		if pidfd, err = r.findPidfd(ctx, id); pidfd == nil || err != nil {
+		if pf, err = r.findPidfd(ctx, id); pf == nil || err != nil {
 			return err
 		}
 	}
-	if err := waitExit(ctx, pidfd); err != nil {
-		r.keepPidfd(id, pidfd) // still running: for the next Wait
+	if err := pidfd.Wait(ctx, pf); err != nil {
+		r.keepPidfd(id, pf) // still running: for the next Wait
 		return &Error{Runtime: r.name, Op: "wait", ID: id, Err: err}
 	}
-	reap(pidfd)
-	return pidfd.Close()
+	pidfd.Reap(pf)
+	return pf.Close()
 }
 
 // findPidfd opens a pidfd of container id's running process, nil if it
@@ -164,7 +156,7 @@ func (r *Runtime) findPidfd(ctx context.Context, id string) (*os.File, error) {
 	if err != nil || st.Pid <= 0 || st.Status == specs.StateStopped {
 		return nil, err
 	}
-	pidfd, err := openPidfd(st.Pid)
+	pf, err := pidfd.Open(st.Pid)
 	if errors.Is(err, unix.ESRCH) {
 		return nil, nil
 	}
@@ -175,61 +167,10 @@ func (r *Runtime) findPidfd(ctx context.Context, id string) (*os.File, error) {
 	// runtime (which checks the process's start time) says whether the
 	// pidfd is of the container's process or of a newer one with its PID.
 	if st2, err := r.state(ctx, id); err != nil || st2.Pid != st.Pid || st2.Status == specs.StateStopped {
-		pidfd.Close()
+		pf.Close()
 		return nil, nil
 	}
-	return pidfd, nil
-}
-
-// openPidfd opens a pidfd of process pid, non-blocking, in Go's poller.
-func openPidfd(pid int) (*os.File, error) {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	return os.NewFile(uintptr(fd), "pidfd"), nil
-}
-
-// waitExit waits, in Go's poller, until a pidfd is readable (its process
-// has exited), or ctx ends.
-func waitExit(ctx context.Context, pidfd *os.File) error {
-	// A kept pidfd may carry the deadline of a Wait that gave up.
-	if err := pidfd.SetReadDeadline(time.Time{}); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { _ = pidfd.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	rc, err := pidfd.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var perr error
-	err = rc.Read(func(fd uintptr) bool {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 0)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			perr = err
-			return true
-		}
-		return n > 0
-	})
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return errors.Join(err, perr)
-}
-
-// reap collects the exit status of a pidfd's process if it has exited and
-// is this process's child (a subreaper's pause); otherwise it does nothing.
-func reap(pidfd *os.File) {
-	rc, err := pidfd.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		var info unix.Siginfo
-		_ = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
-	})
+	return pf, nil
 }
 
 // alive reports whether process pid exists and has not exited (a zombie
@@ -259,17 +200,17 @@ func (r *Runtime) delete(ctx context.Context, id string) error {
 		if err := os.RemoveAll(r.dir(id)); err != nil {
 			return &Error{Runtime: r.name, Op: "delete", ID: id, Err: err}
 		}
-		if pidfd := r.takePidfd(id); pidfd != nil {
-			reap(pidfd)
-			pidfd.Close()
+		if pf := r.takePidfd(id); pf != nil {
+			pidfd.Reap(pf)
+			pf.Close()
 		}
 		return nil
 	}
 	_, err = r.run(ctx, "delete", id)
 	if err == nil {
-		if pidfd := r.takePidfd(id); pidfd != nil {
-			reap(pidfd)
-			pidfd.Close()
+		if pf := r.takePidfd(id); pf != nil {
+			pidfd.Reap(pf)
+			pf.Close()
 		}
 		return nil
 	}
@@ -383,8 +324,8 @@ func opName(run bool) string {
 // made: it waits for Start, or runs as a child of this process or of a
 // monitor, which has not reaped it, so the PID is still its own.
 func (r *Runtime) adopt(id string, pid int) {
-	if pidfd, err := openPidfd(pid); err == nil {
-		r.keepPidfd(id, pidfd)
+	if pf, err := pidfd.Open(pid); err == nil {
+		r.keepPidfd(id, pf)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/pidfd"
 )
 
 func remove(ctx context.Context, dir string) error {
@@ -73,35 +75,15 @@ func killAll(ctx context.Context, dirs []string) error {
 		}
 	}
 	for pid := range seen {
-		fd, err := unix.PidfdOpen(pid, 0)
+		f, err := pidfd.Open(pid)
 		if err != nil {
 			continue // exited
 		}
-		err = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-		if err == nil || errors.Is(err, unix.ESRCH) {
-			err = waitFd(ctx, fd)
-		}
-		unix.Close(fd)
+		err = pidfd.Kill(ctx, f)
+		f.Close()
 		if err != nil {
 			return fmt.Errorf("cgroupdir: kill %d: %w", pid, err)
 		}
 	}
 	return nil
-}
-
-// waitFd waits until a pidfd is readable (its process exited), checking
-// ctx every 10 ms.
-func waitFd(ctx context.Context, fd int) error {
-	for {
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 10)
-		if n > 0 {
-			return nil
-		}
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
 }
