@@ -322,13 +322,18 @@ func crashChild(dir, at string) {
 // requires that it died at the crash point at.
 func runToCrash(t *testing.T, dir, at string, env ...string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), envCrashDir+"="+dir, envCrashAt+"="+at), env...)
-	out, err := cmd.CombinedOutput()
+	out, err := crashCommand(dir, at, env...).CombinedOutput()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, "%s", out)
 	ws := ee.Sys().(syscall.WaitStatus)
 	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "the child died at %s: %v %s", at, err, out)
+}
+
+// crashCommand is the crash child that dies at at.
+func crashCommand(dir, at string, env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), envCrashDir+"="+dir, envCrashAt+"="+at), env...)
+	return cmd
 }
 
 func TestRecoverAfterCrash(t *testing.T) {

@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -299,8 +300,7 @@ func TestNetworkRecoverAfterACrash(t *testing.T) {
 			f := newNetFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 			o := f.b.Options()
 			root := filepath.Dir(o.StateDir)
-			runToCrash(t, root, at, envCrashReal+"=1",
-				envCrashCNI+"="+strings.Join([]string{f.net.ConfDir, strings.Join(f.net.BinDirs, ":"), f.net.CacheDir}, ";"))
+			runToCrash(t, root, at, envCrashReal+"=1", crashCNIEnv(f.net))
 			f.watchVeths()
 
 			rep, err := f.b.Recover(context.Background())
@@ -311,6 +311,41 @@ func TestNetworkRecoverAfterACrash(t *testing.T) {
 			assert.Empty(t, f.lc.Leaked())
 		})
 	}
+}
+
+// A crash while a plugin runs: the plugins outlive the process (libcni
+// starts them without a parent-death signal). Recover must stop them
+// before its DEL, or the IPAM plugin allocates after it.
+func TestNetworkRecoverAfterACrashMidADD(t *testing.T) {
+	f := newNetFixture(t, testutil.CNINetworkOptions{IPAM: "gated"}, nil)
+	gate := f.net.WriteGatedIPAM(t)
+	cmd := crashCommand(filepath.Dir(f.b.Options().StateDir), "nowhere: killed from outside", envCrashReal+"=1", crashCNIEnv(f.net))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+		gate.Abandon()
+	}()
+	pid := gate.Started(t)
+	require.NoError(t, cmd.Process.Kill())
+	<-exited
+	require.Equal(t, -1, cmd.ProcessState.ExitCode(), "the child was killed mid-ADD: %s", &out)
+	f.watchVeths()
+
+	rep, err := f.b.Recover(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, rep.Destroyed, 1)
+	assert.False(t, gate.Open(t, pid), "the IPAM plugin (PID %d) was still waiting after Recover", pid)
+	assert.Empty(t, f.net.Allocations(), "an address taken after Recover's DEL")
+	assert.Empty(t, f.lc.Leaked())
+}
+
+// crashCNIEnv is the crash child's environment for the test's network.
+func crashCNIEnv(n *testutil.CNINetwork) string {
+	return envCrashCNI + "=" + strings.Join([]string{n.ConfDir, strings.Join(n.BinDirs, ":"), n.CacheDir}, ";")
 }
 
 // crashCNIOptions gives the crash child the test's CNI network.

@@ -1,11 +1,13 @@
 package testutil
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -52,6 +54,9 @@ type CNINetworkOptions struct {
 	Bandwidth bool
 	// Extra plugin configurations, after the others.
 	Extra []map[string]any
+	// IPAM is the bridge's IPAM plugin type, given host-local's
+	// configuration; "" is host-local. Write another with WritePlugin.
+	IPAM string
 }
 
 // cniPluginDir is where Debian's containernetworking-plugins are.
@@ -101,7 +106,7 @@ func NewCNINetwork(t testing.TB, o CNINetworkOptions) *CNINetwork {
 	plugins := []map[string]any{{
 		"type": "bridge", "bridge": n.Name, "isGateway": true, "ipMasq": false,
 		"ipam": map[string]any{
-			"type": "host-local", "dataDir": n.IPAMDir,
+			"type": cmp.Or(o.IPAM, "host-local"), "dataDir": n.IPAMDir,
 			"ranges": [][]map[string]string{{{"subnet": n.Subnet.String()}}},
 		},
 	}}
@@ -411,4 +416,75 @@ func WaitLinkGone(name string, timeout time.Duration) error {
 		return fmt.Errorf("link %s still there after %s: %w", name, timeout, err)
 	}
 	return nil
+}
+
+// Gate is an IPAM plugin held mid-ADD: "gated" (CNINetworkOptions{IPAM:
+// "gated"}), which on ADD writes its PID to a FIFO, then waits for a line
+// on another before it runs host-local. It stands for the plugins a caller
+// that gave up or died mid-ADD leaves running.
+type Gate struct {
+	started, gate string
+}
+
+// WriteGatedIPAM writes the "gated" IPAM plugin into the network's plugin
+// dir, with its FIFOs in a temp dir of t.
+func (n *CNINetwork) WriteGatedIPAM(t testing.TB) *Gate {
+	t.Helper()
+	dir := t.TempDir()
+	g := &Gate{started: filepath.Join(dir, "started"), gate: filepath.Join(dir, "gate")}
+	for _, f := range []string{g.started, g.gate} {
+		if err := unix.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The plugin holds the gate open for reading before it says it runs,
+	// so that a writer finds a reader for as long as it lives.
+	n.WritePlugin(t, "gated", "#!/bin/sh\nconf=$(cat)\n"+
+		"if [ \"$CNI_COMMAND\" = ADD ]; then exec 3<>"+g.gate+"; echo $$ > "+g.started+"; read _ <&3; exec 3<&-; fi\n"+
+		"exec "+filepath.Join(cniPluginDir, "host-local")+" <<EOF\n$conf\nEOF\n")
+	return g
+}
+
+// Started waits until an ADD reaches the plugin and returns its PID.
+func (g *Gate) Started(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(g.started) // returns once the plugin has written
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil {
+		t.Fatalf("gated plugin's PID %q: %v", b, err)
+	}
+	return pid
+}
+
+// Abandon makes a Started that waits for a plugin that will never come
+// (its caller failed before the ADD) fail instead of hanging.
+func (g *Gate) Abandon() {
+	if w, err := os.OpenFile(g.started, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+		w.Close() // the reader gets an empty PID
+	}
+}
+
+// Open lets a plugin still waiting go on (it allocates an address) and
+// waits until it has exited, and reports whether one was waiting.
+func (g *Gate) Open(t testing.TB, pid int) (waiting bool) {
+	t.Helper()
+	w, err := os.OpenFile(g.gate, os.O_WRONLY|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ENXIO) {
+		return false // no reader: the plugin is gone
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.WriteString("go\n")
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitExit(pid); err != nil {
+		t.Fatal(err)
+	}
+	return true
 }

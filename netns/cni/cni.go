@@ -366,6 +366,13 @@ func liveNetns(path string) string {
 // timeout so). A DEL of what is not attached succeeds (CNI's DEL is
 // idempotent).
 //
+// An ADD that did not finish (libcni cached no result) may have left
+// processes running: the plugins of a caller that died mid-ADD, the IPAM
+// plugin of one killed at its deadline. Detach kills them (every process
+// CNI started for the sandbox has its ID in CNI_CONTAINERID) and waits for
+// them to exit before its DEL, which could not release what they take
+// after it. A Detach of a finished ADD reads no process's environment.
+//
 // libcni stops a chain's DEL at the first plugin that fails; then every
 // plugin is deleted on its own, each given the ADD's cached result as its
 // prevResult, so what the others hold (an address, a port mapping) is
@@ -383,6 +390,21 @@ func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) erro
 	if err != nil {
 		return err
 	}
+	deadline := time.Now().Add(n.opts.DelTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	// libcni caches a result once a whole chain's ADD has succeeded. With
+	// none, the ADD may not have ended: processes it started may still
+	// run, and allocate after this DEL what nothing would release.
+	cached, _ := c.GetNetworkListCachedResult(list, rt)
+	if cached == nil {
+		if err := stopStragglers(ctx, rt.ContainerID); err != nil {
+			return &Error{Op: "DEL", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
+		}
+	}
 	// A netns unpinned just before (as a Stop does, once the pause is
 	// dead) takes the pod's veth with it a little later, where the bridge
 	// plugin would delete it itself (15 ms of synchronous kernel work):
@@ -390,14 +412,8 @@ func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) erro
 	// wait for it to go.
 	var veths []string
 	if live == "" && a.NetnsPath != "" {
-		veths = hostInterfaces(c, list, rt)
+		veths = hostInterfaces(cached)
 	}
-	deadline := time.Now().Add(n.opts.DelTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer cancel()
 	err = c.DelNetworkList(ctx, list, rt)
 	if err != nil && len(list.Plugins) > 1 && ctx.Err() == nil {
 		err = n.delEach(ctx, c, list, rt)
@@ -413,9 +429,8 @@ func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) erro
 
 // hostInterfaces returns the host's side of the pod's interfaces, from
 // the ADD's cached result (none if there is none).
-func hostInterfaces(c *libcni.CNIConfig, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) []string {
-	cached, err := c.GetNetworkListCachedResult(list, rt)
-	if err != nil || cached == nil {
+func hostInterfaces(cached types.Result) []string {
+	if cached == nil {
 		return nil
 	}
 	res, err := types100.NewResultFromResult(cached)

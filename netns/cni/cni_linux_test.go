@@ -404,6 +404,31 @@ func TestFailures(t *testing.T) {
 	})
 }
 
+// A caller that gives up mid-ADD (at its deadline, or by dying) leaves
+// what the plugins started running: here the bridge plugin's IPAM plugin,
+// held at a gate until after the DEL. Detach must stop it before its DEL,
+// or the address it allocates after that DEL is never released.
+func TestDetachStopsWhatAnADDLeftRunning(t *testing.T) {
+	f := newFixture(t, testutil.CNINetworkOptions{IPAM: "gated"}, nil)
+	gate := f.net.WriteGatedIPAM(t)
+	a, _ := f.pod("web")
+	require.NoError(t, f.cni.Prepare(context.Background(), a))
+	ctx, cancel := context.WithCancel(context.Background())
+	attached := make(chan error, 1)
+	go func() {
+		_, err := f.cni.Attach(ctx, a)
+		attached <- err
+	}()
+	pid := gate.Started(t)
+	cancel() // the bridge plugin is killed, not the IPAM plugin it started
+	require.ErrorIs(t, <-attached, context.Canceled)
+	f.trackPorts()
+	require.NoError(t, f.cni.Detach(context.Background(), a))
+
+	assert.False(t, gate.Open(t, pid), "the IPAM plugin (PID %d) was still waiting after Detach", pid)
+	assert.Empty(t, f.net.Allocations(), "an address taken after the DEL")
+}
+
 func TestDetachAfterThePinIsGone(t *testing.T) {
 	f := newFixture(t, testutil.CNINetworkOptions{Portmap: true}, nil)
 	a, ns := f.pod("web")

@@ -23,7 +23,9 @@
 //   - Detach runs DEL, on a context detached from the caller's with its own
 //     timeout. It is idempotent, and when the netns pin is gone (after a
 //     reboot) it runs with an empty netns path, so IPAM still releases the
-//     address. When one plugin's DEL fails, the others still run.
+//     address. When one plugin's DEL fails, the others still run. After
+//     an ADD that did not finish (its caller died, or gave up at the
+//     deadline), it first kills what that ADD left running.
 //
 // libcni's cache (results for CHECK, DEL and GC) is kept in the Builder's
 // directory for its network, StateDir/network, unless Options.CacheDir
