@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,6 +92,12 @@ type shim struct {
 
 func newShim(t *testing.T) *shim {
 	t.Helper()
+	return newShimOn(t, testutil.CNINetworkOptions{Portmap: true})
+}
+
+// newShimOn is newShim on a network made with o.
+func newShimOn(t *testing.T, o testutil.CNINetworkOptions) *shim {
+	t.Helper()
 	testutil.RequireRoot(t)
 	bins := testutil.RequireBinaries(t, "runc", "crun")
 	s := &shim{t: t, root: t.TempDir(), cgroupParent: "/podsmith-test-" + randomHex(t, 4)}
@@ -101,7 +108,7 @@ func newShim(t *testing.T) *shim {
 		require.NoError(t, err)
 	}
 	t.Cleanup(func() { assert.NoError(t, testutil.RemoveCgroup(s.cgroupParent, s.cgroupParent)) })
-	s.net = testutil.NewCNINetwork(t, testutil.CNINetworkOptions{Portmap: true})
+	s.net = testutil.NewCNINetwork(t, o)
 	var skeleton []string
 	for _, d := range []string{"state", "state/journals", "state/names", "state/network", "state/network/results", "run",
 		"run/sandboxes", "run/runtime", "run/runtime/runc", "run/runtime/" + filepath.Base(crun), "netns"} {
@@ -507,6 +514,66 @@ func TestRestart(t *testing.T) {
 	assert.False(t, alive(stayPid))
 	s.ok("rmp", stay, gone)
 	assert.Empty(t, s.ok("pods", "-q"))
+	s.stop()
+	assert.Empty(t, s.lc.Leaked())
+}
+
+// A second shim on the same dirs refuses to start: it would not see the
+// first's sandboxes, and would call their pauses not ready.
+func TestSecondShimOnTheSameDirs(t *testing.T) {
+	s := newShim(t)
+	id := strings.TrimSpace(s.ok("runp", s.podFile("first", false)))
+	args := slices.Clone(s.args)
+	args[slices.Index(args, "--listen")+1] = filepath.Join(s.root, "second.sock")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a second shim that serves is a failure, not a hang
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "crishim"), args...).CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", out)
+	assert.Equal(t, 1, ee.ExitCode())
+	assert.Contains(t, string(out), "another crishim serves it")
+	assert.Equal(t, "SANDBOX_READY", s.inspectp(id).Status.State, "the first shim serves on")
+	s.ok("stopp", id)
+	s.ok("rmp", id)
+	s.stop()
+	assert.Empty(t, s.lc.Leaked())
+}
+
+// A sandbox being built is not the clients' yet: its ID, read from the
+// journals while its ADD runs, is not found, and once its Build has
+// failed and rolled back it is not listed either.
+func TestABuildInFlightIsNotListed(t *testing.T) {
+	s := newShimOn(t, testutil.CNINetworkOptions{IPAM: "gated"})
+	gate := s.net.WriteGatedIPAM(t)
+	ctx := context.Background()
+	ran := make(chan error, 1)
+	go func() {
+		_, err := s.client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{
+			Metadata: &runtime.PodSandboxMetadata{Name: "inflight", Namespace: "default", Uid: "inflight-uid"},
+			Linux:    &runtime.LinuxPodSandboxConfig{CgroupParent: s.cgroupParent},
+		}})
+		ran <- err
+	}()
+	pid := gate.Started(t)
+	journals, err := os.ReadDir(filepath.Join(s.root, "state", "journals"))
+	require.NoError(t, err)
+	require.Len(t, journals, 1)
+	id := journals[0].Name()
+	// Answered at once, not once the Build is done (which waits for this
+	// test): a deadline makes a wait a failure, not a hang.
+	quick, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = s.client.PodSandboxStatus(quick, &runtime.PodSandboxStatusRequest{PodSandboxId: id})
+	assert.Equal(t, codes.NotFound, status.Code(err), "%v", err)
+	_, err = s.client.StopPodSandbox(quick, &runtime.StopPodSandboxRequest{PodSandboxId: id})
+	assert.NoError(t, err, "a stop of what is not there is done")
+
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL)) // the ADD fails
+	require.Error(t, <-ran)
+	list, err := s.client.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	require.NoError(t, err)
+	assert.Empty(t, list.Items)
+	assert.Empty(t, s.net.Allocations())
 	s.stop()
 	assert.Empty(t, s.lc.Leaked())
 }

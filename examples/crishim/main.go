@@ -24,6 +24,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -118,6 +119,14 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The shim indexes its sandboxes in memory: a second shim on the same
+	// dirs would not see the first's, call its pauses not ready, and
+	// leave what it destroys listed in the first.
+	unlock, err := own(c.root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := s.adopt(ctx); err != nil {
@@ -151,6 +160,23 @@ func run(args []string) error {
 	return nil
 }
 
+// own takes the state dir's lock (a flock on the directory, let go when
+// the process ends), or says which process holds it.
+func own(dir string) (unlock func(), err error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("state dir %s: another crishim serves it", dir)
+		}
+		return nil, fmt.Errorf("state dir %s: lock: %w", dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
 // listen makes the unix socket at path, replacing a stale one (whose
 // server is gone) but never a live one.
 func listen(path string) (net.Listener, error) {
@@ -160,6 +186,11 @@ func listen(path string) (net.Listener, error) {
 	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		conn.Close()
 		return nil, fmt.Errorf("%s: another server listens there", path)
+	}
+	// Only a stale socket is replaced: a --listen that names another file
+	// (a typo, /dev/null) must not remove it.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
+		return nil, fmt.Errorf("%s: exists and is not a socket", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err

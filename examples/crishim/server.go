@@ -154,26 +154,37 @@ func (s *server) count() int {
 	return len(s.pods)
 }
 
-// lookup finds a sandbox by ID or unique ID prefix (crictl sends what its
-// user typed); nil if none. ready says whether its pause runs.
+// lookup finds an indexed sandbox by ID or unique ID prefix (crictl sends
+// what its user typed); nil if none. ready says whether its pause runs.
+// Only the index is asked: the shim owns its dirs (it holds their lock),
+// so a sandbox on disk that is not indexed is one being built, whose ID
+// no client has been given yet (and which may yet roll back).
 func (s *server) lookup(ref string) (sb *sandbox.Sandbox, ready bool) {
 	s.mu.Lock()
-	id, ok := cri.ResolveID(slices.Collect(maps.Keys(s.pods)), ref)
-	if ok {
+	defer s.mu.Unlock()
+	if id, ok := cri.ResolveID(slices.Collect(maps.Keys(s.pods)), ref); ok {
 		e := s.pods[id]
-		sb, ready = e.sb, running(e.pidfd)
-	}
-	s.mu.Unlock()
-	if sb != nil {
-		return sb, ready
-	}
-	// Not indexed (made by another process on the same dirs): look on
-	// disk.
-	if found, err := s.b.Find(ref); err == nil {
-		s.put(found, -1)
-		return found, false
+		return e.sb, running(e.pidfd)
 	}
 	return nil, false
+}
+
+// prune unindexes the sandboxes of a pod's name that are gone from disk:
+// a BuildOrGet destroys one that needs cleanup before it builds anew.
+func (s *server) prune(name string) {
+	s.mu.Lock()
+	var ids []string
+	for id, e := range s.pods {
+		if e.sb.Name == name {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		if _, err := s.b.Find(id); errors.Is(err, sandbox.ErrNotFound) {
+			s.drop(id)
+		}
+	}
 }
 
 func (s *server) Version(context.Context, *runtime.VersionRequest) (*runtime.VersionResponse, error) {
@@ -198,6 +209,7 @@ func (s *server) RunPodSandbox(ctx context.Context, req *runtime.RunPodSandboxRe
 		return nil, cri.Error(err)
 	}
 	sb, built, err := s.b.BuildOrGet(context.WithoutCancel(ctx), cfg)
+	s.prune(cfg.Metadata.SandboxName())
 	if err != nil {
 		s.log.Debug("run pod sandbox", "name", cfg.Metadata.Name, "error", err)
 		return nil, cri.Error(err)

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// listen replaces a stale socket, refuses a live one, and never removes a
+// file that is not a socket (a --listen of /dev/null removed the node's
+// /dev/null).
+func TestListen(t *testing.T) {
+	dir := t.TempDir()
+
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, []byte("keep"), 0o644))
+	_, err := listen(file)
+	assert.ErrorContains(t, err, "exists and is not a socket")
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.Equal(t, "keep", string(b))
+
+	link := filepath.Join(dir, "link") // even a symlink to a socket is not ours to remove
+	require.NoError(t, os.Symlink(file, link))
+	_, err = listen(link)
+	assert.ErrorContains(t, err, "exists and is not a socket")
+
+	sock := filepath.Join(dir, "sock")
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	require.NoError(t, err)
+	stale.SetUnlinkOnClose(false)
+	require.NoError(t, stale.Close())
+	lis, err := listen(sock)
+	require.NoError(t, err, "a stale socket is replaced")
+
+	_, err = listen(sock)
+	assert.ErrorContains(t, err, "another server listens there")
+	require.NoError(t, lis.Close())
+}
