@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -23,6 +24,7 @@ import (
 	"github.com/podsmith/podsmith/oci"
 	"github.com/podsmith/podsmith/pod"
 	"github.com/podsmith/podsmith/sandbox"
+	"github.com/podsmith/podsmith/spec"
 )
 
 // realOptions are Builder options on the real host, every directory under
@@ -167,6 +169,60 @@ func TestRealCancelledBuild(t *testing.T) {
 		c()
 		require.ErrorIs(t, err, context.Canceled)
 		assert.Empty(t, lc.Leaked(), "after a cancel during %s", step)
+	}
+}
+
+// What is planted in place of a built sandbox's config.json (garbage, a
+// FIFO, a device, a symlink to a file of someone else's) neither blocks a
+// Find or a List nor stops the Destroy: the sandbox loads without its spec
+// and goes, and the symlink's target is left as it was.
+func TestRealDestroyWithAPlantedSpec(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "victim.json")
+	require.NoError(t, os.WriteFile(victim, []byte(`{"ociVersion":"1.0.0"}`), 0o644))
+	for name, plant := range map[string]func(path string) error{
+		"garbage": func(p string) error { return os.WriteFile(p, []byte("garbage"), 0o644) },
+		"empty":   func(p string) error { return os.WriteFile(p, nil, 0o644) },
+		"fifo":    func(p string) error { return unix.Mkfifo(p, 0o644) },
+		"zero":    func(p string) error { return os.Symlink("/dev/zero", p) },
+		"symlink": func(p string) error { return os.Symlink(victim, p) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, lc := realBuilder(t, sandbox.Options{})
+			ctx := context.Background()
+			sb, err := b.Build(ctx, podConfig("web"))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = sb.Destroy(ctx) })
+			cfg := filepath.Join(sb.BundleDir, spec.ConfigFile)
+			require.NoError(t, os.Remove(cfg))
+			require.NoError(t, plant(cfg))
+
+			loaded := make(chan *sandbox.Sandbox, 1)
+			go func() {
+				defer close(loaded)
+				list, err := b.List()
+				if assert.NoError(t, err) && assert.Len(t, list, 1) {
+					assert.NoError(t, list[0].Err)
+				}
+				found, err := b.Find(sb.Name)
+				if assert.NoError(t, err) {
+					loaded <- found
+				}
+			}()
+			var found *sandbox.Sandbox
+			select {
+			case found = <-loaded:
+			case <-time.After(30 * time.Second):
+				t.Fatal("loading the sandbox never ends") // the FIFO: a failure, not a hung test
+			}
+			require.NotNil(t, found)
+			assert.Equal(t, sandbox.StateBuilt, found.State)
+			assert.Nil(t, found.Spec)
+			require.NoError(t, found.Destroy(ctx))
+			assert.Empty(t, lc.Leaked())
+			kept, err := os.ReadFile(victim)
+			require.NoError(t, err)
+			assert.JSONEq(t, `{"ociVersion":"1.0.0"}`, string(kept))
+		})
 	}
 }
 

@@ -136,9 +136,13 @@ func (b *Builder) fromRecords(id string, recs []journal.Record, locked bool) (*S
 		sb.State, sb.PausePid = StateStopped, 0
 	default:
 		sb.State = StateBuilt
+		// The spec is there to be read (a status, an inspect); nothing a
+		// Stop or a Destroy does needs it. One that does not load (gone,
+		// or replaced by what is not a spec) leaves Spec nil, never a
+		// sandbox that nobody can remove.
 		s, err := spec.Load(sb.BundleDir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("sandbox %s: %w", shortID(id), err)
+			b.log.Warn("sandbox spec does not load", "id", id, "error", err)
 		}
 		sb.Spec = s
 	}

@@ -83,7 +83,8 @@ type Sandbox struct {
 	// Timings are the durations of the Build's steps.
 	Timings []StepTiming `json:"-"`
 	State   State        `json:"-"`
-	// Spec is the pause's spec (nil unless planned or built).
+	// Spec is the pause's spec (nil unless planned or built, and nil for
+	// a built sandbox whose config.json does not load any more).
 	Spec *spec.Spec `json:"-"`
 	// PausePid is the pause's PID, with a Runtime, until it is stopped.
 	PausePid int `json:"-"`

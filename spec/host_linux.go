@@ -52,8 +52,14 @@ func parseCapEff(status string) (uint64, error) {
 // open(2) of the file itself, which for a device can rewind a tape or arm
 // a watchdog) and reopened only once fstat says it is a regular file. A
 // path of another kind gives a *notRegularError.
-func openRegular(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+func openRegular(path string) (*os.File, error) { return openRegularFlags(path, 0) }
+
+// openOwn is openRegular for a file podsmith wrote itself: a symlink there
+// was planted, and is refused as not a regular file.
+func openOwn(path string) (*os.File, error) { return openRegularFlags(path, unix.O_NOFOLLOW) }
+
+func openRegularFlags(path string, flags int) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC|flags, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}

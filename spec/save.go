@@ -3,7 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 
 	"github.com/podsmith/podsmith/internal/atomicfile"
@@ -43,15 +43,30 @@ func Save(bundleDir string, s *Spec, opts SaveOptions) error {
 	return nil
 }
 
-// Load reads bundleDir/config.json.
+// MaxSpecSize is the most Load reads: far more than a pause's spec (its
+// largest part, a seccomp profile, is some 30 KB).
+const MaxSpecSize = 16 << 20
+
+// Load reads bundleDir/config.json. Anything there but a regular file of
+// at most MaxSpecSize bytes (a symlink, a FIFO, a device) is an error, so
+// that what is planted in a bundle neither blocks nor fills the memory.
 func Load(bundleDir string) (*Spec, error) {
-	b, err := os.ReadFile(filepath.Join(bundleDir, ConfigFile))
+	path := filepath.Join(bundleDir, ConfigFile)
+	f, err := openOwn(path)
 	if err != nil {
-		return nil, fmt.Errorf("spec: load: %w", err)
+		return nil, fmt.Errorf("spec: load %s: %w", path, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSpecSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("spec: load %s: %w", path, err)
+	}
+	if len(b) > MaxSpecSize {
+		return nil, fmt.Errorf("spec: load %s: larger than %d bytes", path, MaxSpecSize)
 	}
 	s := new(Spec)
 	if err := json.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("spec: load %s: %w", filepath.Join(bundleDir, ConfigFile), err)
+		return nil, fmt.Errorf("spec: load %s: %w", path, err)
 	}
 	return s, nil
 }

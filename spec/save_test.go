@@ -96,6 +96,25 @@ func TestLoadErrors(t *testing.T) {
 	_, err = Load(dir)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), dir)
+
+	// Only a regular file, never through a symlink, at most MaxSpecSize.
+	for name, plant := range map[string]func(p string) error{
+		"fifo":    func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"device":  func(p string) error { return os.Symlink("/dev/zero", p) },
+		"symlink": func(p string) error { return os.Symlink(filepath.Join(dir, ConfigFile), p) },
+		"dir":     func(p string) error { return os.Mkdir(p, 0o755) },
+		"huge": func(p string) error {
+			if err := os.WriteFile(p, []byte("{}"), 0o644); err != nil {
+				return err
+			}
+			return os.Truncate(p, MaxSpecSize+1)
+		},
+	} {
+		d := t.TempDir()
+		require.NoError(t, plant(filepath.Join(d, ConfigFile)), name)
+		_, err := Load(d)
+		assert.Error(t, err, name)
+	}
 }
 
 func BenchmarkGenerateAndSave(b *testing.B) {

@@ -80,9 +80,14 @@ type Journal struct {
 	broken  error // a failed write could not be cut off
 }
 
+// MaxSize is the most a journal may hold: far more than a sandbox's
+// records (its config is at most 4 MiB), and a bound on what a reader
+// takes into memory from a file planted in the journals' directory.
+const MaxSize = 64 << 20
+
 var (
 	// ErrCorrupt is returned for a journal whose content cannot be read
-	// back.
+	// back, and for a journal path that is not a regular file.
 	ErrCorrupt = errors.New("journal: corrupt")
 	// ErrLocked says another holds a journal's lock (for callers that
 	// would not wait for it, as the sandbox package's Recover).
@@ -279,12 +284,33 @@ func OpenKnown(ctx context.Context, path string, known Snapshot) (*Journal, erro
 	return finishOpen(f, path, known)
 }
 
-func openFile(path string) (*os.File, error) {
+func openFile(path string) (*os.File, error) { return openRegular(path, unix.O_RDWR) }
+
+// openRegular opens the journal at path, which must be a regular file:
+// never through a symlink (planted there, it would have records written
+// into its target), and never a FIFO or a device, which would block or
+// read forever (O_NONBLOCK keeps the open itself from blocking).
+func openRegular(path string, mode int) (*os.File, error) {
 	// A raw open: os.OpenFile would try (and fail) to register a regular
 	// file with the poller, four system calls on every Destroy's path.
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, mode|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("journal: %s: %w: a symlink", path, ErrCorrupt)
+	case errors.Is(err, unix.EISDIR):
+		return nil, fmt.Errorf("journal: %s: %w: a directory", path, ErrCorrupt)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: open: %w", &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("journal: %w", &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("journal: %s: %w: not a regular file", path, ErrCorrupt)
 	}
 	return os.NewFile(uintptr(fd), path), nil
 }
@@ -347,9 +373,9 @@ func endsAt(f *os.File, size int64) bool {
 // Read reads the records of a journal without locking it: a snapshot for
 // listing, which may miss a record being appended.
 func Read(path string) ([]Record, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path, unix.O_RDONLY)
 	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	records, _, _, err := parse(f)
@@ -366,9 +392,12 @@ func Locked(path string) bool { return flock.Held(path) }
 // parse reads the records, and returns the size of the complete lines
 // and whether anything but NULs follows them (torn).
 func parse(r io.Reader) (records []Record, size int64, torn bool, err error) {
-	data, err := io.ReadAll(r)
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
 	if err != nil {
 		return nil, 0, false, err
+	}
+	if len(data) > MaxSize {
+		return nil, 0, false, fmt.Errorf("%w: larger than %d bytes", ErrCorrupt, MaxSize)
 	}
 	// The records end at the first NUL: the reserve, or (after a power
 	// loss) a block of later records never written back, which were not
