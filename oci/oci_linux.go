@@ -233,8 +233,9 @@ func (r *Runtime) mkRoot() error {
 // devNull opens /dev/null for a command's standard streams.
 func devNull() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_RDWR|unix.O_CLOEXEC, 0) }
 
-// anonymousFile is a file with no name, in dir, for a runtime's error
-// output: the container inherits it, and nothing need remove it.
+// anonymousFile is a file with no name, in dir, for a container's
+// standard streams and its runtime's error output: the container inherits
+// it, and nothing need remove it.
 func anonymousFile(dir string) (*os.File, error) {
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -288,18 +289,22 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, run bool) (int,
 	if r.mon != "" {
 		return r.createMonitored(ctx, id, bundle, run)
 	}
-	null, err := devNull()
+	// The container's stdin and stdout: an empty file of its own, never
+	// the node's /dev/null, which crun before 1.23 chowns to the root of
+	// a container's user namespace (an unprivileged host user, who could
+	// then change its mode through the descriptor).
+	stdio, err := anonymousFile(r.root)
 	if err != nil {
 		return fail(err, nil)
 	}
-	defer null.Close()
+	defer stdio.Close()
 	errOut, err := anonymousFile(r.root)
 	if err != nil {
 		return fail(err, nil)
 	}
 	defer errOut.Close()
 	cmd := r.createCommand(id, bundle, run)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, errOut
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio, stdio, errOut
 	if err := startAndWait(ctx, cmd); err != nil {
 		out, _ := readAll(errOut)
 		return fail(err, out)

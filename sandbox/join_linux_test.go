@@ -77,7 +77,9 @@ func (f *joinFixture) run(t *testing.T, sb *sandbox.Sandbox, pid pod.NamespaceMo
 	require.NoError(t, spec.Save(bundle, s, spec.SaveOptions{}))
 	cmd := exec.Command(f.rt.Runtime, append(append([]string{}, f.rt.GlobalArgs...), "--root", f.rt.Root, "run", "--bundle", bundle, id)...)
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	// Not the node's /dev/null (exec's default): crun before 1.23 chowns a
+	// container's standard streams to its user namespace's root.
+	cmd.Stdin, cmd.Stderr = strings.NewReader(""), &stderr
 	out, err := cmd.Output()
 	require.NoError(t, err, "%s", stderr.String())
 	return string(out)

@@ -105,7 +105,7 @@ func (c *cli) runForeground(id, bundle string) error {
 		global = append(global, "--systemd-cgroup")
 	}
 	run := exec.Command(c.g.runtime, append(global, "run", "--bundle", bundle, id)...)
-	run.Stdin, run.Stdout, run.Stderr = c.stdin, c.stdout, c.stderr
+	run.Stdin, run.Stdout, run.Stderr = streamIn(c.stdin), streamOut(c.stdout), streamOut(c.stderr)
 	err = run.Run()
 	// run removes the container when its process exits; a run that
 	// failed half-way may have left it.
@@ -118,6 +118,39 @@ func (c *cli) runForeground(id, bundle string) error {
 		return fmt.Errorf("join: %s run: %w", c.g.runtime, err)
 	}
 	return nil
+}
+
+// streamIn and streamOut give the container podctl's standard streams,
+// except the node's /dev/null, for which they give what reads nothing or
+// takes everything through a pipe: crun before 1.23 chowns a container's
+// standard streams to the root of its user namespace, and the node's
+// /dev/null would then belong to an unprivileged host user.
+func streamIn(r io.Reader) io.Reader {
+	if isNodeNull(r) {
+		return strings.NewReader("")
+	}
+	return r
+}
+
+func streamOut(w io.Writer) io.Writer {
+	if isNodeNull(w) {
+		return io.Discard
+	}
+	return w
+}
+
+// isNodeNull reports whether v is an open file of the node's /dev/null.
+func isNodeNull(v any) bool {
+	f, ok := v.(*os.File)
+	if !ok || f == nil {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err == nil && os.SameFile(fi, null)
 }
 
 // joinPrefix starts the IDs of the containers join runs in a pod (its ID,

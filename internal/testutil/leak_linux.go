@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -26,6 +27,7 @@ type LeakCheck struct {
 	links   map[string]bool
 	tracked []string // link names learned during the test
 	pids    []int    // processes the test started
+	devNull string   // the node's /dev/null as the test found it
 }
 
 // CheckLeaks takes a snapshot now and registers a cleanup that fails t if
@@ -37,7 +39,7 @@ func CheckLeaks(t testing.TB, opts Leaks) *LeakCheck {
 	for i, r := range opts.Roots {
 		opts.Roots[i] = filepath.Clean(r)
 	}
-	lc := &LeakCheck{opts: opts}
+	lc := &LeakCheck{opts: opts, devNull: nodeDevNull()}
 	var err error
 	if lc.mounts, err = lc.mountPoints(); err == nil {
 		lc.files, err = lc.walk()
@@ -124,6 +126,11 @@ func (lc *LeakCheck) check(repair bool) string {
 		fail(err)
 	}
 	msg.WriteString(report("cgroups", cgroups))
+	if now := nodeDevNull(); now != lc.devNull {
+		// A runtime handed it as a container's stdio may chown it (crun
+		// before 1.23 does, to a user namespace's root).
+		msg.WriteString("\n  the node's /dev/null changed: was " + lc.devNull + ", is " + now)
+	}
 
 	if repair {
 		// Undo mounts first (deepest first) so the file walk and the
@@ -299,4 +306,14 @@ func processExists(pid int) bool {
 	// A zombie still has /proc/PID; it is a leak too (nobody reaped it).
 	_, err := os.Stat("/proc/" + itoa(pid))
 	return err == nil
+}
+
+// nodeDevNull describes the node's /dev/null: its kind, device, mode and
+// owner.
+func nodeDevNull() string {
+	var st unix.Stat_t
+	if err := unix.Lstat("/dev/null", &st); err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("mode %o device %d,%d owner %d:%d", st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev), st.Uid, st.Gid)
 }
