@@ -109,14 +109,17 @@ func FuzzRender(f *testing.F) {
 var rfc1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 func FuzzValidateHostname(f *testing.F) {
-	for _, s := range []string{"web-0", "a", "-a", "a-", "A", "a.b", "a_b", "a\nb", "é", strings.Repeat("a", 63), strings.Repeat("a", 64), "", "0123456789ab"} {
+	for _, s := range []string{"web-0", "a", "-a", "a-", "A", "a.b", "a..b", ".a", "a.", "a.-b", "web-0.web.default.svc.cluster.local", "a_b", "a\nb", "é", strings.Repeat("a", 63), strings.Repeat("a", 64), "", "0123456789ab"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
 		err := ValidateHostname(h)
-		match := len(h) <= MaxHostnameLen && rfc1123Label.MatchString(h)
+		match := len(h) <= MaxHostnameLen
+		for label := range strings.SplitSeq(h, ".") {
+			match = match && len(label) <= 63 && rfc1123Label.MatchString(label)
+		}
 		if err == nil && !match {
-			t.Fatalf("accepted %q, which is not an RFC 1123 label of at most %d characters", h, MaxHostnameLen)
+			t.Fatalf("accepted %q, which is not an RFC 1123 subdomain of at most %d characters", h, MaxHostnameLen)
 		}
 		if err != nil {
 			if match {

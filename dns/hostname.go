@@ -10,10 +10,12 @@ import (
 // hostname of a pod that names none.
 const idHostnameLen = 12
 
-// ValidateHostname checks that h is a valid pod hostname: one RFC 1123
-// label of 1 to [MaxHostnameLen] characters, lowercase letters, digits and
-// '-', not starting or ending with '-'. The error, if any, is a
-// *[ValidationError] with Field "hostname" and Index -1.
+// ValidateHostname checks that h is a valid pod hostname: an RFC 1123
+// subdomain of at most [MaxHostnameLen] characters, that is labels of 1 to
+// 63 lowercase letters, digits and '-', not starting or ending with '-',
+// joined by '.' (kubelet sends the pod's FQDN when the pod sets
+// setHostnameAsFQDN). The error, if any, is a *[ValidationError] with
+// Field "hostname" and Index -1.
 func ValidateHostname(h string) error {
 	if reason := hostnameReason(h); reason != "" {
 		return newValidationError(fieldHostname, -1, h, reason)
@@ -31,12 +33,19 @@ func hostnameReason(h string) string {
 	if len(h) > MaxHostnameLen {
 		return fmt.Sprintf("is %d characters long, at most %d allowed", len(h), MaxHostnameLen)
 	}
-	if h[0] == '-' || h[len(h)-1] == '-' {
-		return "starts or ends with '-'"
-	}
 	for i := 0; i < len(h); i++ {
-		if c := h[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Sprintf("contains %q; only lowercase letters, digits and '-' are allowed", c)
+		if c := h[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return fmt.Sprintf("contains %q; only lowercase letters, digits, '-' and '.' are allowed", c)
+		}
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		switch {
+		case label == "":
+			return "has an empty label (a leading, trailing or doubled '.')"
+		case len(label) > 63:
+			return fmt.Sprintf("has a label of %d characters, at most 63 allowed", len(label))
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return "has a label that starts or ends with '-'"
 		}
 	}
 	return ""

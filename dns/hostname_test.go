@@ -23,12 +23,20 @@ func TestValidateHostname(t *testing.T) {
 		{"a--b", true},
 		{strings.Repeat("a", 63), true},
 		{strings.Repeat("a", 64), false},
+		{"web-0.web.default.svc.cluster.local", true}, // setHostnameAsFQDN
+		{strings.Repeat("a", 63) + ".b", false},       // 65 characters
+		{strings.Repeat("a", 62) + ".b", true},        // 64
+		{".web", false},
+		{"web.", false},
+		{"web..example", false},
+		{"web.-x", false},
+		{"web-.x", false},
 		{"", false},
 		{"-a", false},
 		{"a-", false},
 		{"-", false},
 		{"Web", false},
-		{"web.example", false},
+		{"web.example", true},
 		{"web_0", false},
 		{"wéb", false},
 		{"web 0", false},

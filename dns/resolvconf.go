@@ -22,9 +22,10 @@ const (
 	// MaxOptionsLineChars is the longest the options may be, joined by
 	// single spaces (the "options " keyword not counted).
 	MaxOptionsLineChars = 2048
-	// MaxHostnameLen is the longest a pod hostname may be (one RFC 1123
-	// label).
-	MaxHostnameLen = 63
+	// MaxHostnameLen is the longest a pod hostname may be: the kernel's
+	// HOST_NAME_MAX, and kubelet's bound for a hostname it sends as an
+	// FQDN (setHostnameAsFQDN). Each of its labels is at most 63.
+	MaxHostnameLen = 64
 )
 
 // Field names used in ValidationError.Field.

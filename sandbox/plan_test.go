@@ -315,7 +315,7 @@ func planCases(t *testing.T) []planCase {
 		{"hostname Web_1", func(c *pod.Config) { c.Hostname = "Web_1" }, "hostname", leafAs[*dns.ValidationError]()},
 		{"hostname uppercase", func(c *pod.Config) { c.Hostname = "Web" }, "hostname", nil},
 		{"hostname leading -", func(c *pod.Config) { c.Hostname = "-web" }, "hostname", nil},
-		{"hostname dotted", func(c *pod.Config) { c.Hostname = "web.example" }, "hostname", nil},
+		{"hostname empty label", func(c *pod.Config) { c.Hostname = "web..example" }, "hostname", nil},
 		{"hostname too long", func(c *pod.Config) { c.Hostname = long(64) }, "hostname", nil},
 		{"hostname injection", func(c *pod.Config) { c.Hostname = "web\n127.0.0.1 evil" }, "hostname", leafIs(dns.ErrInvalid)},
 		{"hostname with host network", both(hostNet, func(c *pod.Config) { c.Hostname = "other" }), "hostname", mentions(planNode)},
