@@ -59,17 +59,28 @@ type ConfigError struct {
 	Problems []*Problem
 }
 
+// Error names the first MaxProblemsInError problems, and how many more
+// there are: a config with tens of thousands of bad labels must not make
+// a message of megabytes (the CRI sends it back, logs keep it). Problems
+// holds them all.
 func (e *ConfigError) Error() string {
-	msgs := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
+	shown := e.Problems[:min(len(e.Problems), MaxProblemsInError)]
+	msgs := make([]string, len(shown), len(shown)+1)
+	for i, p := range shown {
 		msgs[i] = p.Error()
 	}
+	if more := len(e.Problems) - len(shown); more > 0 {
+		msgs = append(msgs, fmt.Sprintf("and %d more", more))
+	}
 	noun := "problems"
-	if len(msgs) == 1 {
+	if len(e.Problems) == 1 {
 		noun = "problem"
 	}
-	return fmt.Sprintf("sandbox: invalid config (%d %s): %s", len(msgs), noun, strings.Join(msgs, "; "))
+	return fmt.Sprintf("sandbox: invalid config (%d %s): %s", len(e.Problems), noun, strings.Join(msgs, "; "))
 }
+
+// MaxProblemsInError is how many problems a ConfigError's message names.
+const MaxProblemsInError = 32
 
 // Is makes a ConfigError match ErrInvalidConfig.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }

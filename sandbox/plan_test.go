@@ -1343,3 +1343,24 @@ func TestPlanDecodedSamples(t *testing.T) {
 		})
 	}
 }
+
+// A config with thousands of problems gets a message of a bounded size,
+// naming the first MaxProblemsInError of them and how many more there
+// are; Problems holds them all.
+func TestConfigErrorMessageIsBounded(t *testing.T) {
+	b, _ := planBuilder(t, sandbox.Options{})
+	cfg := planPod()
+	cfg.Linux = &pod.LinuxConfig{Sysctls: map[string]string{}}
+	for i := range 5000 {
+		cfg.Linux.Sysctls[fmt.Sprintf("vm.not_namespaced_%d", i)] = "1"
+	}
+	_, err := b.Plan(cfg)
+	var ce *sandbox.ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, ce.Problems, 5000)
+	msg := err.Error()
+	assert.Less(t, len(msg), 16<<10)
+	assert.Equal(t, sandbox.MaxProblemsInError, strings.Count(msg, "vm.not_namespaced_"))
+	assert.Contains(t, msg, "(5000 problems)")
+	assert.Contains(t, msg, fmt.Sprintf("and %d more", 5000-sandbox.MaxProblemsInError))
+}
