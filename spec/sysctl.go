@@ -70,13 +70,17 @@ func NormalizeSysctlName(name string) string {
 	}, name)
 }
 
+// MaxSysctlValueLen is the longest a sysctl's value may be: what one
+// write to /proc/sys takes (a page, less the terminating NUL).
+const MaxSysctlValueLen = 4095
+
 // NormalizeSysctls checks a pod's sysctls and returns them with dotted
 // names. Only namespaced sysctls are accepted: kernel.shm*, kernel.msg*,
 // kernel.sem and fs.mqueue.* (not with hostIPC), and net.* (not with
 // hostNetwork). Names must be made of letters, digits, '_', '-', '.' and
 // '/' with no empty element; names and values may not contain a newline or
 // NUL (values may contain spaces: net.ipv4.ping_group_range takes
-// "0 2147483647"). Every problem is returned, joined, each a *SysctlError.
+// "0 2147483647"), and values are at most MaxSysctlValueLen bytes. Every problem is returned, joined, each a *SysctlError.
 func NormalizeSysctls(sysctls map[string]string, hostNetwork, hostIPC bool) (map[string]string, error) {
 	out := make(map[string]string, len(sysctls))
 	var errs []error
@@ -91,6 +95,10 @@ func NormalizeSysctls(sysctls map[string]string, hostNetwork, hostIPC bool) (map
 		}
 		if strings.ContainsAny(value, "\n\r\x00") {
 			fail("value contains a newline or NUL")
+			continue
+		}
+		if len(value) > MaxSysctlValueLen {
+			fail("value is %d bytes long, at most %d allowed (a write to /proc/sys takes one page)", len(value), MaxSysctlValueLen)
 			continue
 		}
 		norm := NormalizeSysctlName(name)

@@ -68,6 +68,7 @@ func TestNormalizeSysctlsRefuses(t *testing.T) {
 		{name: "newline in value", key: "net.core.somaxconn", value: "1\nkernel.panic=1", reason: "newline"},
 		{name: "NUL in value", key: "net.core.somaxconn", value: "1\x00", reason: "newline or NUL"},
 		{name: "CR in value", key: "net.core.somaxconn", value: "1\r", reason: "newline"},
+		{name: "value longer than a page", key: "kernel.shm_rmid_forced", value: strings.Repeat("1", MaxSysctlValueLen+1), reason: "at most 4095"},
 		{name: "empty element", key: "net..core", value: "1", reason: "empty element"},
 		{name: "leading dot", key: ".net.core", value: "1", reason: "empty element"},
 		{name: "trailing slash", key: "net/core/", value: "1", reason: "empty element"},
@@ -125,6 +126,9 @@ func FuzzNormalizeSysctls(f *testing.F) {
 		for k, v := range out {
 			if v != value {
 				t.Fatalf("value changed: %q -> %q", value, v)
+			}
+			if len(v) > MaxSysctlValueLen {
+				t.Fatalf("accepted a value of %d bytes", len(v))
 			}
 			if strings.ContainsAny(k+v, "\n\r\x00") || strings.ContainsAny(k, " \t") {
 				t.Fatalf("accepted a line break, NUL or blank: %q=%q", k, v)
