@@ -72,6 +72,7 @@ type config struct {
 	cgroupParent  string
 	pause         string
 	seccomp       string
+	selinux       bool
 	logLevel      string
 }
 
@@ -97,6 +98,7 @@ func run(args []string) error {
 	fs.StringVar(&c.cgroupParent, "cgroup-parent", "", "cgroup parent of pods that name none (default /podsmith, podsmith.slice with systemd)")
 	fs.StringVar(&c.pause, "pause", "", "a static pause binary (default: catatonit -P)")
 	fs.StringVar(&c.seccomp, "seccomp", "pause", "the RuntimeDefault seccomp profile of the pause: pause (the syscalls a pause makes) or runtime-default (the containers' default)")
+	fs.BoolVar(&c.selinux, "selinux", true, "label the pauses and the sandboxes' files with the pods' selinux_options when the host has SELinux enabled (false: ignore them, as containerd's enable_selinux=false)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -230,6 +232,7 @@ func builder(c config, log *slog.Logger) (*sandbox.Builder, *cni.Network, error)
 		Pause:   spec.PauseOptions{Binary: c.pause},
 		Network: network,
 		Logger:  log,
+		SELinux: c.selinux,
 	}
 	switch c.seccomp {
 	case "pause":
