@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/pod"
 )
 
@@ -613,15 +613,6 @@ func TestDecodeConfigRefusesDuplicateKeys(t *testing.T) {
 	assert.Contains(t, err.Error(), "already")
 }
 
-// allocated returns the bytes that f allocates.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
 // fill repeats unit between prefix and suffix to about size bytes.
 func fill(prefix, unit, suffix string, size int) string {
 	return prefix + strings.Repeat(unit, (size-len(prefix)-len(suffix))/len(unit)) + suffix
@@ -646,7 +637,7 @@ func TestDecodeConfigDeepNesting(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			data := []byte(in)
 			var err error
-			n := allocated(func() { _, err = pod.Decode(data) })
+			n := testutil.Allocated(func() { _, err = pod.Decode(data) })
 			requireDecodeError(t, err, "")
 			assert.Less(t, n, uint64(64<<10), "Decode allocated %d bytes", n)
 		})
@@ -674,7 +665,7 @@ func TestDecodeConfigDeepNesting(t *testing.T) {
 		"indentation": indented.String(),
 	} {
 		data := []byte(in)
-		n := allocated(func() { _, err = pod.Decode(data) })
+		n := testutil.Allocated(func() { _, err = pod.Decode(data) })
 		de := requireDecodeError(t, err, "", name)
 		assert.Contains(t, de.Reason, "nested", name)
 		assert.Less(t, n, uint64(50<<20), "%s: Decode allocated %d bytes", name, n)
@@ -724,7 +715,7 @@ func TestDecodeConfigCostIsBounded(t *testing.T) {
 			data := []byte(tc.in)
 			require.LessOrEqual(t, len(data), maxConfigSize)
 			var err error
-			n := allocated(func() { _, err = pod.Decode(data) })
+			n := testutil.Allocated(func() { _, err = pod.Decode(data) })
 			if tc.refused == "" {
 				require.NoError(t, err)
 			} else {

@@ -14,6 +14,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v2"
 
+	"github.com/podsmith/podsmith/internal/testutil"
 	"github.com/podsmith/podsmith/pod"
 )
 
@@ -56,7 +57,7 @@ func FuzzDecodeConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var c *pod.Config
 		var err error
-		if n := allocated(func() { c, err = pod.Decode(data) }); n > 50<<20 {
+		if n := testutil.Allocated(func() { c, err = pod.Decode(data) }); n > 50<<20 {
 			t.Fatalf("Decode of %d bytes allocated %d bytes", len(data), n)
 		}
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/big"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/podsmith/podsmith/internal/quantity"
+	"github.com/podsmith/podsmith/internal/testutil"
 )
 
 func TestParse(t *testing.T) {
@@ -162,7 +162,7 @@ func TestParseLong(t *testing.T) {
 	for _, shape := range longShapes {
 		for _, n := range []int{4096, 16 * 4096} {
 			s := shape(n)
-			assert.LessOrEqual(t, allocatedBy(func() { _, _ = quantity.Parse(s) }), uint64(4*len(s)+1024), "%.30q…", s)
+			assert.LessOrEqual(t, testutil.Allocated(func() { _, _ = quantity.Parse(s) }), uint64(4*len(s)+1024), "%.30q…", s)
 		}
 	}
 }
@@ -177,16 +177,6 @@ var longShapes = []func(n int) string{
 	func(n int) string { return "1e" + strings.Repeat("9", n) },
 	func(n int) string { return "1e-" + strings.Repeat("9", n) },
 	func(n int) string { return strings.Repeat("5", n) + "e-" + strings.Repeat("0", n) + strconv.Itoa(n-2) },
-}
-
-// allocatedBy returns the bytes the heap grew by while f ran (the test
-// runs nothing else at the same time).
-func allocatedBy(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
 }
 
 // BenchmarkParseLong times each long shape at 4 KiB and 64 KiB: linear time
