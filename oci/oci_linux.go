@@ -233,9 +233,23 @@ func (r *Runtime) mkRoot() error {
 // devNull opens /dev/null for a command's standard streams.
 func devNull() (*os.File, error) { return os.OpenFile(os.DevNull, os.O_RDWR|unix.O_CLOEXEC, 0) }
 
-// anonymousFile is a file with no name, in dir, for a container's
-// standard streams and its runtime's error output: the container inherits
-// it, and nothing need remove it.
+// emptyFile is what /dev/null is to a container, without being the
+// node's: a memfd sealed at size 0, which reads as end of file and refuses
+// writes (EPERM), so nothing a container writes is kept anywhere.
+func emptyFile() (*os.File, error) {
+	fd, err := unix.MemfdCreate("podsmith-null", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("seal memfd: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "null"), nil
+}
+
+// anonymousFile is a file with no name, in dir, for a runtime's error
+// output: the container inherits it, and nothing need remove it.
 func anonymousFile(dir string) (*os.File, error) {
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -293,7 +307,7 @@ func (r *Runtime) create(ctx context.Context, id, bundle string, run bool) (int,
 	// the node's /dev/null, which crun before 1.23 chowns to the root of
 	// a container's user namespace (an unprivileged host user, who could
 	// then change its mode through the descriptor).
-	stdio, err := anonymousFile(r.root)
+	stdio, err := emptyFile()
 	if err != nil {
 		return fail(err, nil)
 	}

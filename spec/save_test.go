@@ -98,10 +98,15 @@ func TestLoadErrors(t *testing.T) {
 	assert.Contains(t, err.Error(), dir)
 
 	// Only a regular file, never through a symlink, at most MaxSpecSize.
+	validDir := t.TempDir()
+	require.NoError(t, Save(validDir, fullSpec(t), SaveOptions{}))
+	_, err = Load(validDir)
+	require.NoError(t, err)
+	valid := filepath.Join(validDir, ConfigFile)
 	for name, plant := range map[string]func(p string) error{
 		"fifo":    func(p string) error { return syscall.Mkfifo(p, 0o644) },
 		"device":  func(p string) error { return os.Symlink("/dev/zero", p) },
-		"symlink": func(p string) error { return os.Symlink(filepath.Join(dir, ConfigFile), p) },
+		"symlink": func(p string) error { return os.Symlink(valid, p) }, // to a spec that loads
 		"dir":     func(p string) error { return os.Mkdir(p, 0o755) },
 		"huge": func(p string) error {
 			if err := os.WriteFile(p, []byte("{}"), 0o644); err != nil {

@@ -71,7 +71,9 @@ func NormalizeSysctlName(name string) string {
 }
 
 // MaxSysctlValueLen is the longest a sysctl's value may be: what one
-// write to /proc/sys takes (a page, less the terminating NUL).
+// write to /proc/sys takes on every kernel (a 4 KiB page, less the
+// terminating NUL; kernels with larger pages take more, which no
+// namespaced sysctl needs).
 const MaxSysctlValueLen = 4095
 
 // NormalizeSysctls checks a pod's sysctls and returns them with dotted

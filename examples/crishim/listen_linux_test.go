@@ -24,10 +24,18 @@ func TestListen(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "keep", string(b))
 
-	link := filepath.Join(dir, "link") // even a symlink to a socket is not ours to remove
-	require.NoError(t, os.Symlink(file, link))
+	// Even a symlink to a stale socket is not ours to remove.
+	target := filepath.Join(dir, "target.sock")
+	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: target, Net: "unix"})
+	require.NoError(t, err)
+	old.SetUnlinkOnClose(false)
+	require.NoError(t, old.Close())
+	link := filepath.Join(dir, "link")
+	require.NoError(t, os.Symlink(target, link))
 	_, err = listen(link)
 	assert.ErrorContains(t, err, "exists and is not a socket")
+	_, err = os.Lstat(link)
+	assert.NoError(t, err, "the symlink stays")
 
 	sock := filepath.Join(dir, "sock")
 	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})

@@ -163,7 +163,7 @@ func run(args []string) error {
 }
 
 // own takes the state dir's lock (a flock on the directory, let go when
-// the process ends), or says which process holds it.
+// the process ends), or says that another shim holds it.
 func own(dir string) (unlock func(), err error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -156,9 +156,11 @@ func (s *server) count() int {
 
 // lookup finds an indexed sandbox by ID or unique ID prefix (crictl sends
 // what its user typed); nil if none. ready says whether its pause runs.
-// Only the index is asked: the shim owns its dirs (it holds their lock),
-// so a sandbox on disk that is not indexed is one being built, whose ID
-// no client has been given yet (and which may yet roll back).
+// Only the index is asked: the shim owns its state dir (it holds its
+// lock), so a sandbox on disk that it has not indexed is one it is
+// building (whose ID no client has been given yet, and which may yet roll
+// back) or one another tool made there behind its back, which it adopts
+// only at its next start.
 func (s *server) lookup(ref string) (sb *sandbox.Sandbox, ready bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/podsmith/podsmith/cgroups"
 	"github.com/podsmith/podsmith/sandbox"
@@ -106,6 +107,9 @@ func (c *cli) runForeground(id, bundle string) error {
 	}
 	run := exec.Command(c.g.runtime, append(global, "run", "--bundle", bundle, id)...)
 	run.Stdin, run.Stdout, run.Stderr = streamIn(c.stdin), streamOut(c.stdout), streamOut(c.stderr)
+	// A pipe's copy (for a swapped /dev/null) must not keep the run
+	// waiting on a process of the pod that still holds the pipe.
+	run.WaitDelay = time.Second
 	err = run.Run()
 	// run removes the container when its process exits; a run that
 	// failed half-way may have left it.

@@ -76,8 +76,11 @@ func killAll(ctx context.Context, dirs []string) error {
 	}
 	for pid := range seen {
 		f, err := pidfd.Open(pid)
-		if err != nil {
+		if errors.Is(err, unix.ESRCH) {
 			continue // exited
+		}
+		if err != nil {
+			return fmt.Errorf("cgroupdir: kill %d: %w", pid, err)
 		}
 		err = pidfd.Kill(ctx, f)
 		f.Close()

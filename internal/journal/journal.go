@@ -312,6 +312,12 @@ func openRegular(path string, mode int) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("journal: %s: %w: not a regular file", path, ErrCorrupt)
 	}
+	// Blocking again, as a journal's descriptor always was: os.NewFile
+	// would try to register a non-blocking one with the poller.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("journal: %w", &os.PathError{Op: "fcntl", Path: path, Err: err})
+	}
 	return os.NewFile(uintptr(fd), path), nil
 }
 

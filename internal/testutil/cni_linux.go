@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -445,25 +446,38 @@ func (n *CNINetwork) WriteGatedIPAM(t testing.TB) *Gate {
 	return g
 }
 
-// Started waits until an ADD reaches the plugin and returns its PID.
+// Started waits until an ADD reaches the plugin and returns its PID. It
+// fails the test, never hangs it, if none comes within a minute or
+// Abandon is called.
 func (g *Gate) Started(t testing.TB) int {
 	t.Helper()
-	b, err := os.ReadFile(g.started) // returns once the plugin has written
+	// Read and write: the open waits for no writer, and the read has a
+	// deadline (a FIFO is in Go's poller).
+	f, err := os.OpenFile(g.started, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	if err := f.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no ADD reached the gated plugin: %v", err)
+	}
 	var pid int
-	if _, err := fmt.Sscan(string(b), &pid); err != nil {
-		t.Fatalf("gated plugin's PID %q: %v", b, err)
+	if _, err := fmt.Sscan(line, &pid); err != nil {
+		t.Fatalf("gated plugin's PID %q: %v (abandoned: its caller failed first)", line, err)
 	}
 	return pid
 }
 
 // Abandon makes a Started that waits for a plugin that will never come
-// (its caller failed before the ADD) fail instead of hanging.
+// (its caller failed before the ADD) fail at once.
 func (g *Gate) Abandon() {
 	if w, err := os.OpenFile(g.started, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
-		w.Close() // the reader gets an empty PID
+		_, _ = w.WriteString("\n") // an empty PID
+		w.Close()
 	}
 }
 

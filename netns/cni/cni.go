@@ -399,10 +399,13 @@ func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) erro
 	// libcni caches a result once a whole chain's ADD has succeeded. With
 	// none, the ADD may not have ended: processes it started may still
 	// run, and allocate after this DEL what nothing would release.
+	// A failure to stop them does not keep the DEL from running: what it
+	// releases now is released, and the error says what may come after.
+	var serr error
 	cached, _ := c.GetNetworkListCachedResult(list, rt)
 	if cached == nil {
 		if err := stopStragglers(ctx, rt.ContainerID); err != nil {
-			return &Error{Op: "DEL", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
+			serr = fmt.Errorf("stopping what an unfinished ADD left running: %w", err)
 		}
 	}
 	// A netns unpinned just before (as a Stop does, once the pause is
@@ -418,7 +421,7 @@ func (n *Network) Detach(ctx context.Context, a *sandbox.NetworkAttachment) erro
 	if err != nil && len(list.Plugins) > 1 && ctx.Err() == nil {
 		err = n.delEach(ctx, c, list, rt)
 	}
-	if err != nil {
+	if err = errors.Join(serr, err); err != nil {
 		return &Error{Op: "DEL", Network: list.Name, SandboxID: a.SandboxID, Err: timeoutErr(ctx, err)}
 	}
 	if err := waitGone(ctx, veths); err != nil {

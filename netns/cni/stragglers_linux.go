@@ -26,7 +26,10 @@ import (
 func stopStragglers(ctx context.Context, containerID string) error {
 	needle := []byte("CNI_CONTAINERID=" + containerID + "\x00")
 	for {
-		pids := withEnv(needle)
+		pids, err := withEnvCtx(ctx, needle)
+		if err != nil {
+			return err
+		}
 		if len(pids) == 0 {
 			return nil
 		}
@@ -56,6 +59,21 @@ func stopStragglers(ctx context.Context, containerID string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+}
+
+// withEnvCtx is withEnv, given up when ctx ends: reading a process's
+// environment takes its memory map's lock, which a process stuck in a page
+// fault (on a hung NFS mount, say) holds for as long as it is stuck. The
+// scan left behind ends when that process does.
+func withEnvCtx(ctx context.Context, needle []byte) ([]int, error) {
+	found := make(chan []int, 1)
+	go func() { found <- withEnv(needle) }()
+	select {
+	case pids := <-found:
+		return pids, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("reading the processes' environments: %w", ctx.Err())
 	}
 }
 
