@@ -49,3 +49,17 @@ func TestListen(t *testing.T) {
 	assert.ErrorContains(t, err, "another server listens there")
 	require.NoError(t, lis.Close())
 }
+
+// A --listen the shim cannot serve on is refused before anything is made:
+// no state, run or netns dir.
+func TestRunRefusesABadListenFirst(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, []byte("keep"), 0o644))
+	err := run([]string{"--listen", file, "--root", filepath.Join(dir, "state"),
+		"--run-root", filepath.Join(dir, "run"), "--netns-dir", filepath.Join(dir, "netns")})
+	assert.ErrorContains(t, err, "exists and is not a socket")
+	for _, d := range []string{"state", "run", "netns"} {
+		assert.NoDirExists(t, filepath.Join(dir, d))
+	}
+}

@@ -112,6 +112,10 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	// A --listen that cannot be served is refused before anything is made.
+	if err := checkListen(strings.TrimPrefix(c.listen, "unix://")); err != nil {
+		return err
+	}
 	// Every pause this process starts becomes its child when the runtime's
 	// create exits: it is watched, and reaped by the Stop that removes it.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -179,20 +183,28 @@ func own(dir string) (unlock func(), err error) {
 	return func() { unix.Close(fd) }, nil
 }
 
+// checkListen refuses a path listen would refuse, and changes nothing: a
+// live socket (another server listens there), or a file that is not a
+// socket (a typo, /dev/null), which listen must not remove.
+func checkListen(path string) error {
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return fmt.Errorf("%s: another server listens there", path)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("%s: exists and is not a socket", path)
+	}
+	return nil
+}
+
 // listen makes the unix socket at path, replacing a stale one (whose
-// server is gone) but never a live one.
+// server is gone) but never a live one, nor any other kind of file.
 func listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		conn.Close()
-		return nil, fmt.Errorf("%s: another server listens there", path)
-	}
-	// Only a stale socket is replaced: a --listen that names another file
-	// (a typo, /dev/null) must not remove it.
-	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
-		return nil, fmt.Errorf("%s: exists and is not a socket", path)
+	if err := checkListen(path); err != nil {
+		return nil, err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
