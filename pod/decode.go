@@ -6,18 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"unicode/utf8"
 
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podsmith/podsmith/internal/regfile"
 )
 
 // DecodeError reports a pod config that does not decode: bad JSON or YAML,
@@ -307,47 +307,20 @@ func Load(path string) (*Config, error) {
 }
 
 func loadConfig(path string) (*Config, error) {
-	// Stat first, so that a device or a socket is refused unopened; then
-	// open without waiting for the writer of a FIFO that the path may have
-	// become since, and check what was opened.
-	fi, err := os.Stat(path)
-	if err == nil {
-		err = regular(fi)
+	f, err := regfile.Open(path, os.O_RDONLY, true)
+	var nr *regfile.NotRegularError
+	if errors.As(err, &nr) {
+		return nil, &DecodeError{Reason: nr.Kind + ", not a regular file"}
 	}
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err = f.Stat(); err == nil {
-		err = regular(fi)
-	}
-	if err != nil {
-		return nil, err
-	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, err
 	}
 	return Decode(data)
-}
-
-// regular refuses a file that is not a regular file.
-func regular(fi fs.FileInfo) error {
-	if fi.Mode().IsRegular() {
-		return nil
-	}
-	kind, ok := map[fs.FileMode]string{
-		fs.ModeDir: "a directory", fs.ModeNamedPipe: "a named pipe (FIFO)", fs.ModeSocket: "a socket",
-		fs.ModeDevice: "a block device", fs.ModeDevice | fs.ModeCharDevice: "a character device",
-	}[fi.Mode().Type()]
-	if !ok {
-		kind = "a file of mode " + fi.Mode().Type().String()
-	}
-	return &DecodeError{Reason: kind + ", not a regular file"}
 }
 
 // checkFields walks a decoded JSON value along the Go type it decodes into,

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/podsmith/podsmith/internal/atomicfile"
+	"github.com/podsmith/podsmith/internal/regfile"
 )
 
 // ConfigFile is the name of the spec in a bundle.
@@ -52,7 +54,7 @@ const MaxSpecSize = 16 << 20
 // that what is planted in a bundle neither blocks nor fills the memory.
 func Load(bundleDir string) (*Spec, error) {
 	path := filepath.Join(bundleDir, ConfigFile)
-	f, err := openOwn(path)
+	f, err := regfile.Open(path, os.O_RDONLY, false)
 	if err != nil {
 		return nil, fmt.Errorf("spec: load %s: %w", path, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-tools/generate/seccomp"
+	"github.com/podsmith/podsmith/internal/regfile"
 )
 
 // SeccompError reports a seccomp profile that cannot be used.
@@ -160,8 +162,8 @@ func LoadSeccompProfile(path string) (*specs.LinuxSeccomp, error) {
 	if !filepath.IsAbs(path) {
 		return nil, &SeccompError{Path: path, Reason: "the path must be absolute"}
 	}
-	f, err := openRegular(path)
-	var nr *notRegularError
+	f, err := regfile.Open(path, os.O_RDONLY, true)
+	var nr *regfile.NotRegularError
 	if errors.As(err, &nr) {
 		return nil, &SeccompError{Path: path, Reason: nr.Error()}
 	}
@@ -186,11 +188,6 @@ func LoadSeccompProfile(path string) (*specs.LinuxSeccomp, error) {
 	}
 	return p, nil
 }
-
-// notRegularError says that a file is not a regular file, and what it is.
-type notRegularError struct{ kind string }
-
-func (e *notRegularError) Error() string { return "not a regular file (" + e.kind + ")" }
 
 // unwrapPath drops the *fs.PathError layer (the SeccompError names the
 // path) but keeps its cause, so errors.Is(err, fs.ErrNotExist) holds.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/regfile"
 )
 
 // Dir opens the directory path and takes an exclusive flock on it; unlock
@@ -74,22 +76,17 @@ func onlyShared(fd int) bool {
 	return true
 }
 
-// Held reports whether another holds a lock on the regular file or the
-// directory at path: it looks by taking the lock shared for an instant (a
-// look, which Lock's grace waits out). Nothing else is locked: not a file
-// that is not there, not a symlink (never followed), not a FIFO or a
-// device (whose open does not wait for a writer).
+// Held reports whether another holds a lock on the regular file at path:
+// it looks by taking the lock shared for an instant (a look, which Lock's
+// grace waits out). Nothing else is locked: not a file that is not there,
+// not a symlink (never followed), not a FIFO or a device (never opened).
 func Held(path string) bool {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	f, err := regfile.Open(path, os.O_RDONLY, false)
 	if err != nil {
 		return false
 	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return false
-	}
-	return errors.Is(unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
+	defer f.Close()
+	return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 // Gated takes, waiting until ctx is done, a lock of two files that many

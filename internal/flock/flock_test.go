@@ -58,11 +58,19 @@ func TestLock(t *testing.T) {
 
 func TestDir(t *testing.T) {
 	d := t.TempDir()
+	// Whether another open of the dir can take its lock.
+	free := func() bool {
+		fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		require.NoError(t, err)
+		defer unix.Close(fd)
+		return unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) == nil
+	}
 	unlock, err := flock.Dir(d)
 	require.NoError(t, err)
-	assert.True(t, flock.Held(d))
+	assert.False(t, free())
+	assert.False(t, flock.Held(d), "Held looks at regular files only")
 	unlock()
-	assert.False(t, flock.Held(d))
+	assert.True(t, free())
 	_, err = flock.Dir(filepath.Join(d, "none"))
 	require.Error(t, err)
 }

@@ -56,6 +56,7 @@ import (
 
 	"github.com/podsmith/podsmith/internal/atomicfile"
 	"github.com/podsmith/podsmith/internal/flock"
+	"github.com/podsmith/podsmith/internal/regfile"
 )
 
 // Record is one line of a journal. Seq is set by Append. The other fields
@@ -284,41 +285,21 @@ func OpenKnown(ctx context.Context, path string, known Snapshot) (*Journal, erro
 	return finishOpen(f, path, known)
 }
 
-func openFile(path string) (*os.File, error) { return openRegular(path, unix.O_RDWR) }
+func openFile(path string) (*os.File, error) { return openRegular(path, os.O_RDWR) }
 
 // openRegular opens the journal at path, which must be a regular file:
 // never through a symlink (planted there, it would have records written
-// into its target), and never a FIFO or a device, which would block or
-// read forever (O_NONBLOCK keeps the open itself from blocking).
-func openRegular(path string, mode int) (*os.File, error) {
-	// A raw open: os.OpenFile would try (and fail) to register a regular
-	// file with the poller, four system calls on every Destroy's path.
-	fd, err := unix.Open(path, mode|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	switch {
-	case errors.Is(err, unix.ELOOP):
-		return nil, fmt.Errorf("journal: %s: %w: a symlink", path, ErrCorrupt)
-	case errors.Is(err, unix.EISDIR):
-		return nil, fmt.Errorf("journal: %s: %w: a directory", path, ErrCorrupt)
+// into its target), never a FIFO or a device, which would block or read
+// forever. Anything else is ErrCorrupt.
+func openRegular(path string, flag int) (*os.File, error) {
+	f, err := regfile.Open(path, flag, false)
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return nil, fmt.Errorf("journal: %s: %w: %v", path, ErrCorrupt, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("journal: open: %w", &os.PathError{Op: "open", Path: path, Err: err})
+		return nil, fmt.Errorf("journal: open: %w", err)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("journal: %w", &os.PathError{Op: "stat", Path: path, Err: err})
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, fmt.Errorf("journal: %s: %w: not a regular file", path, ErrCorrupt)
-	}
-	// Blocking again, as a journal's descriptor always was: os.NewFile
-	// would try to register a non-blocking one with the poller.
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("journal: %w", &os.PathError{Op: "fcntl", Path: path, Err: err})
-	}
-	return os.NewFile(uintptr(fd), path), nil
+	return f, nil
 }
 
 // lockContext takes f's exclusive lock, waiting until ctx is done. ctx
@@ -379,7 +360,7 @@ func endsAt(f *os.File, size int64) bool {
 // Read reads the records of a journal without locking it: a snapshot for
 // listing, which may miss a record being appended.
 func Read(path string) ([]Record, error) {
-	f, err := openRegular(path, unix.O_RDONLY)
+	f, err := openRegular(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
