@@ -197,34 +197,21 @@ func (s *shim) stop() {
 	s.cmd = nil
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
+type result = testutil.Result
 
 // crictl runs crictl against the shim, with no config file of the node's.
 func (s *shim) crictl(args ...string) result {
 	s.t.Helper()
 	bin, _ := criTools(s.t)
-	cmd := exec.Command(bin, append([]string{"--config", "/dev/null", "-r", "unix://" + s.sock, "--timeout", "60s"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(s.t, err)
-	}
-	return result{stdout.String(), stderr.String(), code}
+	return testutil.Run(s.t, exec.Command(bin, append([]string{"--config", "/dev/null", "-r", "unix://" + s.sock, "--timeout", "60s"}, args...)...))
 }
 
 // ok runs crictl and requires success.
 func (s *shim) ok(args ...string) string {
 	s.t.Helper()
 	r := s.crictl(args...)
-	require.Equal(s.t, 0, r.code, "crictl %v: %s", args, r.stderr)
-	return r.stdout
+	require.Equal(s.t, 0, r.Code, "crictl %v: %s", args, r.Stderr)
+	return r.Stdout
 }
 
 // podFile writes a crictl pod config (its JSON: snake_case keys, enums as
@@ -371,8 +358,8 @@ func TestCrictlSession(t *testing.T) {
 				assert.Equal(t, "Removed sandbox "+id[:16]+"\n", s.ok("rmp", id[:16]))
 				assert.Empty(t, s.ok("pods", "-q", "--label", "app="+name))
 				r := s.crictl("inspectp", id)
-				assert.Equal(t, 1, r.code)
-				assert.Contains(t, r.stderr, "NotFound")
+				assert.Equal(t, 1, r.Code)
+				assert.Contains(t, r.Stderr, "NotFound")
 			})
 		}
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/podsmith/podsmith/internal/testutil"
 )
 
 // The tests here replay what an outside attack on podctl found: kill -9 at
@@ -190,7 +192,7 @@ func TestRmForceRacingWithAStart(t *testing.T) {
 		require.NoError(t, run.Start())
 		awaitCreate(t, fifo)
 		r := e.podctl("rm", "-f", fmt.Sprintf("k8s_%s_default_uid-%s_0", name, name))
-		assert.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, 0, r.Code, r.Stderr)
 		require.NoError(t, run.Wait())
 		assert.Empty(t, e.list(), "rm -f removed what the run built")
 		ents, err := os.ReadDir(filepath.Join(e.root, "run", "runtime", "runc"))
@@ -213,8 +215,8 @@ func TestTwoRmForceAtOnce(t *testing.T) {
 		}
 		wg.Wait()
 		for _, r := range results {
-			assert.Equal(t, 0, r.code, r.stderr)
-			assert.Empty(t, r.stderr)
+			assert.Equal(t, 0, r.Code, r.Stderr)
+			assert.Empty(t, r.Stderr)
 		}
 	}
 	assert.Empty(t, e.list())
@@ -297,7 +299,7 @@ esac
 	assert.Empty(t, e.list())
 
 	r := e.podctl("--cni-timeout", "0s", "ls")
-	assert.Equal(t, 2, r.code, "a timeout must be positive")
+	assert.Equal(t, 2, r.Code, "a timeout must be positive")
 	reapOrphans(t, 10*time.Second)
 	assert.Empty(t, e.lc.Leaked())
 }
@@ -315,14 +317,14 @@ func TestNeedsCleanupIsFoundByName(t *testing.T) {
 	require.NoError(t, os.Mkdir(extra, 0o700))
 	require.NoError(t, unix.Mount("tmpfs", extra, "tmpfs", 0, "size=4k"))
 	r := e.podctl("rm", "-f", v.Name)
-	assert.Equal(t, 1, r.code, "the Destroy failed")
-	assert.Contains(t, r.stderr, "still a mount point")
+	assert.Equal(t, 1, r.Code, "the Destroy failed")
+	assert.Contains(t, r.Stderr, "still a mount point")
 	list := e.list()
 	require.Len(t, list, 1)
 	assert.Equal(t, stateNeedsCleanup, list[0].State)
 	assert.Equal(t, id, e.inspect(v.Name).ID, "found by name although its name link is gone")
 	r = e.podctl("rm", "-f", v.Name)
-	assert.Equal(t, 1, r.code, "still in the way")
+	assert.Equal(t, 1, r.Code, "still in the way")
 	require.NoError(t, unix.Unmount(extra, 0))
 	e.ok("rm", "-f", v.Name)
 	assert.Empty(t, e.list())
@@ -365,19 +367,19 @@ func TestConfigFromAFIFOAndStdin(t *testing.T) {
 	require.NoError(t, unix.Mkfifo(fifo, 0o600))
 	for _, cmd := range []string{"run", "plan"} {
 		r := e.podctl(cmd, fifo)
-		assert.Equal(t, 1, r.code, cmd)
-		assert.Contains(t, r.stderr, "not a regular file", cmd)
+		assert.Equal(t, 1, r.Code, cmd)
+		assert.Contains(t, r.Stderr, "not a regular file", cmd)
 	}
 	plan := e.command("plan", "-")
 	plan.Stdin = strings.NewReader(`{"metadata":{"name":"stdin","namespace":"default","uid":"u"},"hostname":"stdin"}`)
-	r := runCommand(t, plan)
-	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stdout, `"hostname": "stdin"`)
+	r := testutil.Run(t, plan)
+	require.Equal(t, 0, r.Code, r.Stderr)
+	assert.Contains(t, r.Stdout, `"hostname": "stdin"`)
 	bad := e.command("plan", "-")
 	bad.Stdin = strings.NewReader(`{"metadata":`)
-	r = runCommand(t, bad)
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "(standard input)")
+	r = testutil.Run(t, bad)
+	assert.Equal(t, 1, r.Code)
+	assert.Contains(t, r.Stderr, "(standard input)")
 	assert.Empty(t, e.lc.Leaked())
 }
 
@@ -387,8 +389,8 @@ func TestMissingRuntime(t *testing.T) {
 	e := newEnv(t, "runc")
 	e.runtime = "/nonexistent"
 	r := e.podctl("run", "../pods/basic.json")
-	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "podctl: nonexistent find: exec: \"/nonexistent\": stat /nonexistent: no such file or directory\n", r.stderr)
+	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, "podctl: nonexistent find: exec: \"/nonexistent\": stat /nonexistent: no such file or directory\n", r.Stderr)
 	assert.NoDirExists(t, filepath.Join(e.root, "run", "runtime", "nonexistent"))
 	assert.Empty(t, e.lc.Leaked())
 }
@@ -404,8 +406,8 @@ func TestPlantedSymlinks(t *testing.T) {
 			require.NoError(t, os.MkdirAll(filepath.Dir(link), 0o700))
 			require.NoError(t, os.Symlink(target, link))
 			r := e.podctl("run", podFile(t, "planted", false))
-			assert.Equal(t, 1, r.code)
-			assert.Contains(t, r.stderr, "symlink", r.stderr)
+			assert.Equal(t, 1, r.Code)
+			assert.Contains(t, r.Stderr, "symlink", r.Stderr)
 			ents, err := os.ReadDir(target)
 			require.NoError(t, err)
 			assert.Empty(t, ents, "nothing written through the link")

@@ -36,24 +36,24 @@ func TestNoPauseAndJoin(t *testing.T) {
 			}
 			assert.Equal(t, "no-pause\n2048\n1\n", e.ok("join", id, "--", "sh", "-c", "hostname; cat /proc/sys/kernel/shmmni; echo $$"))
 			r := e.podctl("join", id, "--", "sh", "-c", "echo out; echo err >&2; exit 7")
-			assert.Equal(t, result{"out\n", "err\n", 7}, r, "join exits with the command's status, and says nothing of its own")
-			assert.Equal(t, 2, e.podctl("join", id).code)
-			assert.Equal(t, 2, e.podctl("join", id, "--").code)
-			assert.Contains(t, e.podctl("join", "no-such-pod", "--", "true").stderr, "no sandbox")
+			assert.Equal(t, result{Stdout: "out\n", Stderr: "err\n", Code: 7}, r, "join exits with the command's status, and says nothing of its own")
+			assert.Equal(t, 2, e.podctl("join", id).Code)
+			assert.Equal(t, 2, e.podctl("join", id, "--").Code)
+			assert.Contains(t, e.podctl("join", "no-such-pod", "--", "true").Stderr, "no sandbox")
 			// A rootfs the runtime cannot use: its error, a failure, and
 			// nothing left of the container.
 			r = e.podctl("join", "--rootfs", filepath.Join(t.TempDir(), "none"), id, "--", "true")
-			assert.NotZero(t, r.code)
-			assert.NotEmpty(t, r.stderr)
+			assert.NotZero(t, r.Code)
+			assert.NotEmpty(t, r.Stderr)
 			ents, err := os.ReadDir(filepath.Join(e.root, "run", "joins"))
 			require.NoError(t, err)
 			assert.Empty(t, ents)
 
 			// A pod sharing its PID namespace needs a pause.
 			r = e.podctl("run", "--no-pause", "../pods/basic.json")
-			assert.Equal(t, 1, r.code)
-			assert.Contains(t, r.stderr, "namespace_options.pid")
-			assert.Equal(t, 2, e.podctl("run", "--no-pause", "--no-start", "../pods/basic.json").code)
+			assert.Equal(t, 1, r.Code)
+			assert.Contains(t, r.Stderr, "namespace_options.pid")
+			assert.Equal(t, 2, e.podctl("run", "--no-pause", "--no-start", "../pods/basic.json").Code)
 
 			// With a pause: its PID namespace is shared.
 			withPause := strings.TrimSpace(e.ok("run", "../pods/basic.json"))
@@ -77,7 +77,7 @@ func TestNoPauseAndJoin(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, ents, 1, "the killed join's container")
 
-			assert.Equal(t, 1, e.podctl("rm", id).code, "a ready pod needs stop first")
+			assert.Equal(t, 1, e.podctl("rm", id).Code, "a ready pod needs stop first")
 			// The pod destroyed by another hand than podctl's (its
 			// library): recover removes the container left in it.
 			lib, err := sandbox.NewBuilder(sandbox.Options{StateDir: filepath.Join(e.root, "state"),

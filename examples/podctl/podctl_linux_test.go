@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -85,37 +84,19 @@ func newEnv(t *testing.T, runtime string) *env {
 	return e
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
+type result = testutil.Result
 
 func (e *env) podctl(args ...string) result {
 	e.t.Helper()
-	return runCommand(e.t, e.command(args...))
-}
-
-// runCommand runs cmd and returns its output and exit code.
-func runCommand(t *testing.T, cmd *exec.Cmd) result {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return result{stdout.String(), stderr.String(), code}
+	return testutil.Run(e.t, e.command(args...))
 }
 
 func (e *env) ok(args ...string) string {
 	e.t.Helper()
 	r := e.podctl(args...)
-	require.Equal(e.t, 0, r.code, "podctl %v: %s", args, r.stderr)
-	require.Empty(e.t, r.stderr, "podctl %v", args)
-	return r.stdout
+	require.Equal(e.t, 0, r.Code, "podctl %v: %s", args, r.Stderr)
+	require.Empty(e.t, r.Stderr, "podctl %v", args)
+	return r.Stdout
 }
 
 func (e *env) inspect(ref string) view {
@@ -194,8 +175,8 @@ func TestSamples(t *testing.T) {
 
 				// rm refuses a running sandbox.
 				r := e.podctl("rm", id)
-				assert.Equal(t, 1, r.code)
-				assert.Contains(t, r.stderr, "is running")
+				assert.Equal(t, 1, r.Code)
+				assert.Contains(t, r.Stderr, "is running")
 
 				e.ok("stop", id)
 				require.NoError(t, testutil.WaitExit(v.MonitorPID), "reap the monitor, orphaned to this subreaper")
@@ -211,8 +192,8 @@ func TestSamples(t *testing.T) {
 				// Gone: as crictl, stop and rm say so, unless told not to.
 				for _, cmd := range []string{"rm", "stop", "inspect"} {
 					r = e.podctl(cmd, id)
-					assert.Equal(t, 1, r.code, cmd)
-					assert.Equal(t, fmt.Sprintf("podctl: no sandbox %q\n", id), r.stderr, cmd)
+					assert.Equal(t, 1, r.Code, cmd)
+					assert.Equal(t, fmt.Sprintf("podctl: no sandbox %q\n", id), r.Stderr, cmd)
 				}
 				e.ok("rm", "--ignore-missing", id)
 				e.ok("stop", "--ignore-missing", id)
@@ -261,8 +242,8 @@ func TestAmbiguousIDPrefix(t *testing.T) {
 	}
 	for _, cmd := range []string{"stop", "rm"} {
 		r := e.podctl(cmd, prefix)
-		assert.Equal(t, 1, r.code, cmd)
-		assert.Contains(t, r.stderr, "matches more than one sandbox", cmd)
+		assert.Equal(t, 1, r.Code, cmd)
+		assert.Contains(t, r.Stderr, "matches more than one sandbox", cmd)
 	}
 	for _, ids := range byDigit {
 		for _, id := range ids {
@@ -279,9 +260,9 @@ func TestRunFailureLeavesNothing(t *testing.T) {
 	e.runtime = filepath.Join(t.TempDir(), "runc") // fails; named runc, as podctl keys its state dir by the name
 	require.NoError(t, os.WriteFile(e.runtime, []byte("#!/bin/sh\necho 'no runtime today' >&2\nexit 1\n"), 0o755))
 	r := e.podctl("run", "../pods/basic.json")
-	assert.Equal(t, 1, r.code)
-	assert.Regexp(t, `^podctl: .*no runtime today.*\n$`, r.stderr)
-	assert.Empty(t, r.stdout)
+	assert.Equal(t, 1, r.Code)
+	assert.Regexp(t, `^podctl: .*no runtime today.*\n$`, r.Stderr)
+	assert.Empty(t, r.Stdout)
 	require.NoError(t, json.Unmarshal([]byte(e.ok("ls", "-o", "json")), new([]view)))
 	assert.Equal(t, "[]\n", e.ok("ls", "-o", "json"))
 }
@@ -308,13 +289,13 @@ func TestBadInputs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.podctl("run", c.path)
-			assert.Equal(t, 1, r.code)
-			assert.Empty(t, r.stdout)
-			assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
-			assert.True(t, strings.HasPrefix(r.stderr, "podctl: "), r.stderr)
-			assert.Contains(t, r.stderr, c.want)
+			assert.Equal(t, 1, r.Code)
+			assert.Empty(t, r.Stdout)
+			assert.Equal(t, 1, strings.Count(r.Stderr, "\n"), "one line: %q", r.Stderr)
+			assert.True(t, strings.HasPrefix(r.Stderr, "podctl: "), r.Stderr)
+			assert.Contains(t, r.Stderr, c.want)
 			if c.name != "missing file" {
-				assert.Contains(t, r.stderr, c.path, "the error names the file")
+				assert.Contains(t, r.Stderr, c.path, "the error names the file")
 			}
 			ents, err := os.ReadDir(e.root)
 			require.NoError(t, err)
@@ -324,12 +305,12 @@ func TestBadInputs(t *testing.T) {
 
 	for _, args := range [][]string{{}, {"frobnicate"}, {"run"}, {"run", "a", "b"}, {"ls", "-o", "yaml"}, {"inspect"}, {"rm", "-x", "id"}, {"--log-level", "loud", "ls"}} {
 		r := e.podctl(args...)
-		assert.Equal(t, 2, r.code, "usage error for %v: %s", args, r.stderr)
-		assert.True(t, strings.HasPrefix(r.stderr, "podctl: "), r.stderr)
+		assert.Equal(t, 2, r.Code, "usage error for %v: %s", args, r.Stderr)
+		assert.True(t, strings.HasPrefix(r.Stderr, "podctl: "), r.Stderr)
 	}
 	r := e.podctl("inspect", "no-such-sandbox")
-	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "podctl: no sandbox \"no-such-sandbox\"\n", r.stderr)
+	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, "podctl: no sandbox \"no-such-sandbox\"\n", r.Stderr)
 }
 
 // TestCrictlFormat builds a pod config written the way crictl's
@@ -388,28 +369,28 @@ func TestPlanUnprivileged(t *testing.T) {
 	require.NoError(t, os.WriteFile(badPath, []byte(`{"metadata":{"name":"x"},"dns_config":{"servers":["1.1.1.1","2.2.2.2","3.3.3.3","4.4.4.4"]},"linux":{"sysctls":{"vm.swappiness":"1"}}}`), 0o644))
 	state := filepath.Join(t.TempDir(), "never")
 	nobody := func(args ...string) result {
-		return runCommand(t, exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", podctlBin,
+		return testutil.Run(t, exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", podctlBin,
 			"--root", state, "--run-root", state + "-run", "--netns-dir", state + "-netns"}, args...)...))
 	}
 	r := nobody("plan", goodPath)
-	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, 0, r.Code, r.Stderr)
 	var s struct {
 		OCIVersion string `json:"ociVersion"`
 		Hostname   string `json:"hostname"`
 	}
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &s))
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &s))
 	assert.Equal(t, "1.0.2", s.OCIVersion)
 	assert.Equal(t, "dns-pod", s.Hostname)
 
 	r = nobody("plan", badPath)
-	assert.Equal(t, 1, r.code)
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	assert.Equal(t, 1, r.Code)
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	fields := make([]string, len(lines))
 	for i, l := range lines {
 		fields[i], _, _ = strings.Cut(l, ": ")
 	}
 	assert.ElementsMatch(t, []string{"metadata.namespace", "metadata.uid", "dns_config.servers", `linux.sysctls["vm.swappiness"]`}, fields)
-	assert.Equal(t, 1, strings.Count(r.stderr, "\n"))
+	assert.Equal(t, 1, strings.Count(r.Stderr, "\n"))
 	assert.NoDirExists(t, state)
 }
 
